@@ -1,0 +1,26 @@
+"""The AI engine: LLM providers, the code-block protocol, the sandboxed
+executor and the round loop. It knows nothing of HTTP, queues or files."""
+
+from .engine import Engine, EventSink, CancelProbe, Outcome
+from .executor import ExecLimits, ExecResult, Executor
+from .providers import LLMError, Provider, make_provider
+from config.models import EngineSettings, LLMSettings, ProviderSettings
+
+EVENT_TYPES = ("task_start", "llm_response", "exec_start", "exec_result", "error", "task_end")
+
+__all__ = [
+    "EVENT_TYPES",
+    "CancelProbe",
+    "Engine",
+    "EngineSettings",
+    "EventSink",
+    "ExecLimits",
+    "ExecResult",
+    "Executor",
+    "LLMError",
+    "LLMSettings",
+    "Outcome",
+    "Provider",
+    "ProviderSettings",
+    "make_provider",
+]

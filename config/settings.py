@@ -1,0 +1,48 @@
+"""The service's settings: `settings.json` overridden by the environment.
+
+Every field can be set in `settings.json` or as `AIPYTHON_<FIELD>` (nested
+engine fields as `AIPYTHON_ENGINE__<FIELD>`, e.g. AIPYTHON_ENGINE__MAX_ROUNDS);
+the platform conventions `REDIS_URL` and `PORT` are read as they are.
+Environment beats file, so a Procfile deploy needs no file edits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .models import EngineSettings
+
+
+class Settings(BaseSettings):
+    """Service settings with their defaults (see README, Configuration)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIPYTHON_", env_nested_delimiter="__", extra="forbid", populate_by_name=True
+    )
+
+    data_dir: Path = Path("data")
+    workers: int = Field(4, ge=1, le=256)
+    max_age_hours: float = Field(24.0, ge=0)
+    cleanup_interval_minutes: float = Field(60.0, gt=0)
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "AIPYTHON_REDIS_URL", "redis_url"))
+    debug: bool = False
+    lang: str = "en"
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @field_validator("lang")
+    @classmethod
+    def _known_lang(cls, value: str) -> str:
+        # Accept locale spellings such as zh_CN.UTF-8; anything else is English.
+        return "zh" if value.lower().startswith("zh") else "en"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        # The file's values arrive as init kwargs; the environment wins over them.
+        return (env_settings, init_settings)
+
+    def engine_settings(self) -> EngineSettings:
+        """The engine's settings with the service-wide language applied."""
+        return self.engine.model_copy(update={"lang": self.lang})
