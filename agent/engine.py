@@ -9,7 +9,10 @@ always a last `task_end`. A task ends:
 - `error` when the round limit is reached, the LLM fails for good, or
   something crashes, with the reason in `task_end.error`;
 - `cancelled` when the cancel probe says so; the probe is polled every
-  `cancel_poll_s` while the model streams and while code runs.
+  `cancel_poll_s` while the model streams and while code runs;
+- `error` too when the task outlives `task_timeout_s`, checked as often, or
+  when the probe returns a message instead of True (a server shutting down
+  stops its tasks that way, with the reason it gives).
 
 The engine knows nothing of HTTP, queues or files: its caller passes the
 sink, the probe and the workspace folder.
@@ -33,7 +36,8 @@ from config.models import EngineSettings
 
 #: `emit(event_type, content)`: where the engine reports what happens.
 EventSink = Callable[[str, dict], Any]
-CancelProbe = Callable[[], bool]
+#: Polled while the task runs: True cancels it; a message stops it as an error.
+CancelProbe = Callable[[], "bool | str"]
 
 
 def never_cancelled() -> bool:
@@ -106,6 +110,9 @@ class Engine:
         emit("task_start", {"instruction": instruction, "task_id": task_id})
         try:
             outcome = run.loop()
+            if outcome.status == "cancelled" and run.stop_error:
+                emit("error", {"message": run.stop_error, "exception": "TaskStopped"})
+                outcome = Outcome("error", error=run.stop_error)
         except LLMError as exc:
             emit("error", {"message": str(exc), "exception": exc.exception})
             outcome = Outcome("error", error=str(exc))
@@ -128,12 +135,26 @@ class _Run:
         self.settings = engine.settings
         self.workspace = workspace
         self.emit = emit
-        self.cancelled = cancelled
+        self.cancel_requested = cancelled
+        self.deadline = time.monotonic() + engine.settings.task_timeout_s
+        self.stop_error: str | None = None
         self.turns: list[Turn] = [Turn("user", instruction)]
         self.rounds = 0
         self.blocks = 0
         self.usage = Usage()
         self.started = time.monotonic()
+
+    def cancelled(self) -> bool:
+        """Stop for a cancel, the time limit or a stop with a reason; the
+        last two set `stop_error`, which turns the end into an error."""
+        if time.monotonic() >= self.deadline:
+            limit = self.settings.task_timeout_s
+            self.stop_error = f"task time limit reached: {limit:g} s (raise timeout_s for longer tasks)"
+            return True
+        verdict = self.cancel_requested()
+        if isinstance(verdict, str) and verdict:
+            self.stop_error = verdict
+        return bool(verdict)
 
     def loop(self) -> Outcome:
         provider = self.engine.provider

@@ -19,7 +19,7 @@ DEFAULT_ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
 class EngineSettings(BaseModel):
     """Limits and policies for one engine run.
 
-    Defaults: 16 rounds; each code block gets 120 s, 2048 MiB of address
+    Defaults: 16 rounds and 1800 s per task; each code block gets 120 s, 2048 MiB of address
     space, 1024 MiB per written file, 512 processes for the user, and 64 KiB
     of captured stdout and of stderr; an LLM call times out after 120 s and
     transient failures are retried 3 times, backing off from 1 s.
@@ -28,6 +28,7 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_rounds: int = Field(16, ge=1, le=1000)
+    task_timeout_s: float = Field(1800.0, gt=0, le=7 * 86400)
     exec_timeout_s: float = Field(120.0, gt=0, le=86400)
     memory_mb: int = Field(2048, ge=64)
     max_file_mb: int = Field(1024, ge=1)

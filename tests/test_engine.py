@@ -325,3 +325,29 @@ class _NoLLM:
     def __init__(self, port: int):
         self.openai_base_url = f"http://127.0.0.1:{port}/v1"
         self.anthropic_base_url = f"http://127.0.0.1:{port}"
+
+
+def test_task_time_limit_ends_the_task_in_error(fake_llm, recorder, tmp_path, kind, protocol):
+    fake_llm.script(Reply("Sleeping.", blocks=[Block("python", "import time\ntime.sleep(60)\n")]))
+    started = time.monotonic()
+    outcome = make_engine(fake_llm, kind, protocol, task_timeout_s=1).run("sleep", tmp_path, recorder)
+
+    assert time.monotonic() - started < 3
+    assert brief(recorder) == [
+        ("task_start",),
+        ("llm_response", 1),
+        ("exec_start", "block-1", "python"),
+        ("exec_result", "block-1", "cancelled"),
+        ("error",),
+        ("task_end", "error", 1),
+    ]
+    assert "time limit" in outcome.error
+
+
+def test_a_probe_that_returns_a_reason_stops_the_task_as_an_error(fake_llm, recorder, tmp_path, kind, protocol):
+    fake_llm.script(Reply("Sleeping.", blocks=[Block("python", "import time\ntime.sleep(60)\n")]))
+    probe = lambda: "interrupted: the server stopped" if recorder.seen("exec_start") else False
+    outcome = make_engine(fake_llm, kind, protocol).run("sleep", tmp_path, recorder, cancelled=probe)
+
+    assert brief(recorder)[-3:] == [("exec_result", "block-1", "cancelled"), ("error",), ("task_end", "error", 1)]
+    assert outcome.error == "interrupted: the server stopped"
