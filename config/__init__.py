@@ -111,7 +111,8 @@ def _override(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
     for key, value in overrides.items():
         field = Settings.model_fields[key]
         try:
-            update[key] = TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(value)
+            annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            update[key] = TypeAdapter(annotation).validate_python(value)
         except ValidationError as exc:
             raise ConfigError(f"option {key.replace('_', '-')}: {exc.errors()[0]['msg']} (got {value!r})") from None
     return settings.model_copy(update=update)

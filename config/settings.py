@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     cleanup_interval_minutes: float = Field(60.0, gt=0)
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "AIPYTHON_REDIS_URL", "redis_url"))
     debug: bool = False
+    http_threads: int = Field(8, ge=1, le=512)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_instruction_chars: int = Field(100_000, ge=1)
+    list_default_limit: int = Field(100, ge=1)
+    list_max_limit: int = Field(1000, ge=1)
+    cancel_wait_s: float = Field(2.0, ge=0, le=60)
+    queue_poll_ms: int = Field(20, ge=1, le=5000)
     lang: str = "en"
     engine: EngineSettings = Field(default_factory=EngineSettings)
 

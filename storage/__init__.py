@@ -1,0 +1,19 @@
+"""The file-based task store: one folder per task with its state, its
+append-only event log and its workspace, plus a listing index. It knows
+nothing of HTTP or Dramatiq (see store.py and index.py for the design)."""
+
+from .errors import InvalidTransition, StorageError, TaskNotFound
+from .states import FINISHED, STATUSES
+from .store import TaskStore
+from .times import format_ts, utc_now_iso
+
+__all__ = [
+    "FINISHED",
+    "STATUSES",
+    "InvalidTransition",
+    "StorageError",
+    "TaskNotFound",
+    "TaskStore",
+    "format_ts",
+    "utc_now_iso",
+]

@@ -72,3 +72,103 @@ class Recorder:
 @pytest.fixture
 def recorder():
     return Recorder()
+
+
+# -- a live server over real HTTP, in embedded mode ---------------------------
+
+import requests  # noqa: E402
+from waitress import create_server  # noqa: E402
+
+
+def app_config(tmp_path, llm: FakeLLM, *, kind: str = "openai", protocol: str = "tools", engine: dict | None = None, **settings):
+    """The service's configuration with its LLM pointed at the fake server,
+    its data in `tmp_path`, and quick engine timings."""
+    from agent import LLMSettings
+    from config import load_config
+
+    overrides = {"data_dir": tmp_path / "data", **settings}
+    config = load_config(overrides=overrides)
+    config.settings.engine = fast_settings(**(engine or {}))
+    providers = {
+        "fake": provider_settings(llm, kind, protocol, name="fake"),
+        "fake-anthropic": provider_settings(llm, "anthropic", protocol, name="fake-anthropic"),
+    }
+    config.llm = LLMSettings(default="fake", providers=providers)
+    config.role = "You are a test agent."
+    return config
+
+
+class LiveServer:
+    """The whole embedded system (store, broker, worker threads) behind
+    waitress on a free loopback port."""
+
+    def __init__(self, config, *, workers: bool = True):
+        from actors.system import TaskSystem
+        from app.factory import create_app
+
+        self.config = config
+        self.system = TaskSystem(config)
+        self.store = self.system.store
+        if workers:
+            self.system.start_workers()
+        self.server = create_server(create_app(self.system), host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.05)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.serving = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        # Closing waitress from another thread races its select loop, so the
+        # loop runs here in short turns and the server closes in this thread.
+        while self.serving:
+            self.server.asyncore.loop(timeout=0.05, map=self.server._map, count=1)
+        self.server.close()
+
+    def submit(self, instruction: str = "do it", **fields) -> str:
+        response = requests.post(f"{self.url}/tasks", json={"instruction": instruction, **fields}, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["task_id"]
+
+    def wait_for(self, task_id: str, *statuses: str, timeout: float = 15) -> dict:
+        statuses = statuses or ("completed", "error", "cancelled")
+        deadline = time.monotonic() + timeout
+        while True:
+            task = requests.get(f"{self.url}/tasks/{task_id}", timeout=10).json()
+            if task["status"] in statuses:
+                return task
+            assert time.monotonic() < deadline, f"task {task_id} still {task['status']}"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.serving = False
+        self.thread.join(5)
+        self.system.stop(timeout_s=5)
+
+
+@pytest.fixture
+def start_server(tmp_path, fake_llm):
+    """Start a live server with settings changed as given; stopped after the test."""
+    started: list[LiveServer] = []
+
+    def start(*, workers: bool = True, **settings) -> LiveServer:
+        server = LiveServer(app_config(tmp_path, fake_llm, **settings), workers=workers)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server) -> LiveServer:
+    return start_server()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    from .redis_server import RedisServer
+
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

@@ -1,0 +1,141 @@
+"""The task system: store, broker, actors, and optionally in-process workers
+and the cleanup schedule, wired from one configuration.
+
+Every process builds one: the web process to send messages, the `worker`
+process to consume them, the `clock` process to send cleanups on a schedule,
+and in embedded mode the single server process does all three.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+import redis
+from dramatiq.middleware import Middleware
+
+from config import AppConfig
+from storage import TaskStore
+
+from .broker import is_embedded, make_broker, ping
+from .engines import EngineFactory
+from .runner import INTERRUPTED_BY_SHUTDOWN, TaskRunner
+
+log = logging.getLogger("aipy.system")
+
+TASK_QUEUE = "tasks"
+MAINTENANCE_QUEUE = "maintenance"
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot take messages now (Redis is down or unreachable)."""
+
+
+class _StopTasksOnShutdown(Middleware):
+    """Tell running tasks to stop when a Dramatiq worker shuts down, so a
+    SIGTERM ends them promptly instead of waiting for them to finish."""
+
+    def __init__(self, runner: TaskRunner):
+        self.runner = runner
+
+    def before_worker_shutdown(self, broker, worker):
+        self.runner.stopping.set()
+
+
+class TaskSystem:
+    def __init__(self, config: AppConfig, *, store: TaskStore | None = None, broker: dramatiq.Broker | None = None):
+        self.config = config
+        self.settings = config.settings
+        self.store = store or TaskStore(self.settings.data_dir)
+        self.broker = broker or make_broker(self.settings.redis_url)
+        self.runner = TaskRunner(self.store, EngineFactory(config))
+        self.broker.add_middleware(_StopTasksOnShutdown(self.runner))
+        self.run_task = dramatiq.Actor(
+            self.runner.run, broker=self.broker, actor_name="run_task", queue_name=TASK_QUEUE,
+            priority=0, options={"max_retries": 0},
+        )
+        self.cleanup = dramatiq.Actor(
+            self._cleanup, broker=self.broker, actor_name="cleanup", queue_name=MAINTENANCE_QUEUE,
+            priority=10, options={"max_retries": 0},
+        )
+        self.worker: dramatiq.Worker | None = None
+        self.scheduler = None
+
+    @property
+    def embedded(self) -> bool:
+        return is_embedded(self.broker)
+
+    @property
+    def mode(self) -> str:
+        return "embedded" if self.embedded else "redis"
+
+    def submit(self, task_id: str) -> None:
+        """Queue a stored task to run. Raises BrokerUnavailable."""
+        self._send(self.run_task, task_id)
+
+    def request_cleanup(self, max_age_hours: float | None = None) -> None:
+        """Queue a cleanup (the scheduled path). Raises BrokerUnavailable."""
+        self._send(self.cleanup, max_age_hours)
+
+    def _send(self, actor: dramatiq.Actor, *args) -> None:
+        try:
+            actor.send(*args)
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"the task queue (Redis) is unreachable: {exc}") from exc
+
+    def _cleanup(self, max_age_hours: float | None = None) -> None:
+        hours = self.settings.max_age_hours if max_age_hours is None else max_age_hours
+        self.runner.cleanup(hours)
+
+    def broker_error(self) -> str | None:
+        """Why the broker is unusable, or None when it answers."""
+        try:
+            ping(self.broker)
+        except (redis.RedisError, OSError) as exc:
+            return f"redis unreachable: {exc}"
+        return None
+
+    # -- in-process roles -------------------------------------------------
+
+    def start_workers(self, threads: int | None = None) -> None:
+        """Consume tasks in this process with `threads` worker threads."""
+        self.broker.emit_after("process_boot")
+        # worker_timeout caps how long an idle Redis consumer sleeps between
+        # polls, and so how long a new task can wait before it starts.
+        self.worker = dramatiq.Worker(
+            self.broker, worker_threads=threads or self.settings.workers, worker_timeout=self.settings.queue_poll_ms
+        )
+        self.worker.start()
+        log.info("Agent manager initialized: %d worker thread(s), %s broker", self.worker.worker_threads, self.mode)
+
+    def start_schedule(self) -> None:
+        """Send a cleanup now and then every `cleanup_interval_minutes`."""
+        from .schedule import background_scheduler
+
+        self.scheduler = background_scheduler(self)
+        self.scheduler.start()
+
+    def recover(self) -> tuple[int, int]:
+        """After a restart in embedded mode: queue the pending tasks again and
+        end the ones a dead process left running. Returns both counts."""
+        failed = 0
+        for task_id in self.store.ids_with_status("running"):
+            self.store.end_task(task_id, "error", error=INTERRUPTED_BY_SHUTDOWN)
+            failed += 1
+        pending = self.store.ids_with_status("pending")
+        for task_id in pending:
+            self.submit(task_id)
+        if failed or pending:
+            log.info("Recovered after restart: %d pending task(s) queued again, %d interrupted", len(pending), failed)
+        return len(pending), failed
+
+    def stop(self, timeout_s: float = 8.0) -> None:
+        """Stop the schedule and the workers; running tasks end as errors."""
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        self.runner.stopping.set()
+        if self.worker is not None:
+            self.worker.stop(timeout=int(timeout_s * 1000))
+            self.worker = None
+        self.broker.close()

@@ -1,0 +1,86 @@
+"""The API's request and response bodies, as pydantic models.
+
+Requests are validated with these; responses are shaped by them, so the field
+names here are the spec's, exactly. Extra request fields are refused, so a
+typo (`instructions`) gets a clear 400 instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["pending", "running", "completed", "error", "cancelled"]
+
+
+class TaskSubmission(BaseModel):
+    """POST /tasks. `llm`, `role`, `max_rounds` and `timeout_s` override the
+    service's settings for this task only."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    instruction: str = Field(min_length=1, description="What the agent should do, in natural language.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Anything the caller wants echoed back.")
+    llm: str | None = Field(None, min_length=1, description="Provider name from llm.json (default: its default).")
+    role: str | None = Field(None, min_length=1, description="System role text for this task.")
+    max_rounds: int | None = Field(None, ge=1, le=1000, description="LLM rounds before the task ends as error.")
+    timeout_s: float | None = Field(None, gt=0, description="The task's time limit in seconds.")
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(include={"llm", "role", "max_rounds", "timeout_s"}, exclude_none=True)
+
+
+class SubmitResponse(BaseModel):
+    task_id: str
+    status: Status
+    message: str
+
+
+class TaskSummary(BaseModel):
+    task_id: str
+    instruction: str
+    status: Status
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+
+
+class TaskStatus(TaskSummary):
+    error: str | None
+
+
+class TaskOutput(BaseModel):
+    messages: list[dict[str, Any]]
+    results: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    answer: str | None
+
+
+class TaskResult(TaskStatus):
+    output: TaskOutput
+
+
+class TaskList(BaseModel):
+    tasks: dict[str, TaskSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class MessageResponse(BaseModel):
+    message: str
+
+
+class CancelResponse(MessageResponse):
+    status: Status
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+def shape(model: type[BaseModel], data: dict) -> dict:
+    """`data` reduced to the model's fields, validated on the way out."""
+    return model.model_validate(data, from_attributes=False).model_dump(mode="json")

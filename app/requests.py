@@ -1,0 +1,69 @@
+"""Reading requests: the JSON body, checked for type and size, and query
+parameters with clear 400s, so resources stay thin."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+import falcon
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_body(req: falcon.Request, model: type[M], max_bytes: int) -> M:
+    """The request body validated as `model`: 415 for a body that is not
+    JSON, 413 past `max_bytes`, 400 naming every field that is wrong."""
+    content_type = (req.content_type or "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise falcon.HTTPUnsupportedMediaType(
+            description=f"send a JSON body with the header Content-Type: application/json (got {content_type or 'none'!r})"
+        )
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise falcon.HTTPContentTooLarge(description=f"request body is {length} bytes; the limit is {max_bytes} (max_body_bytes)")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise falcon.HTTPContentTooLarge(description=f"request body exceeds the limit of {max_bytes} bytes (max_body_bytes)")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise falcon.HTTPBadRequest(description=f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise falcon.HTTPBadRequest(description=f"request body must be a JSON object, not {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise falcon.HTTPBadRequest(description=describe_validation(exc)) from None
+
+
+def describe_validation(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append(f"{field}: {message}")
+    return "invalid request: " + "; ".join(problems)
+
+
+def int_param(req: falcon.Request, name: str, default: int, *, low: int, high: int) -> int:
+    return _number_param(req, name, default, int, "an integer", low, high)
+
+
+def float_param(req: falcon.Request, name: str, default: float, *, low: float, high: float) -> float:
+    return _number_param(req, name, default, float, "a number", low, high)
+
+
+def _number_param(req: falcon.Request, name: str, default, kind: type, noun: str, low, high):
+    """A numeric query parameter within [low, high] (nan is refused too)."""
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise falcon.HTTPBadRequest(description=f"query parameter {name} must be {noun}, got {raw!r}") from None
+    if not (low <= value <= high):
+        raise falcon.HTTPBadRequest(description=f"query parameter {name} must be between {low:g} and {high:g}, got {raw}")
+    return value

@@ -1,0 +1,2 @@
+API_NAME = "AIPython Agent API"
+VERSION = "1.0.0"

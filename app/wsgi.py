@@ -1,0 +1,22 @@
+"""The WSGI entry point for `waitress-serve app.wsgi:app` (the Procfile's
+`web` process). Configuration comes from the environment and config files.
+
+With REDIS_URL this process only serves HTTP and sends tasks to Redis, where
+the `worker` processes run them. Without it there would be no one to run the
+tasks, so the embedded workers and the cleanup schedule start here too.
+"""
+
+from actors.logs import setup_logging
+from actors.system import TaskSystem
+from config import load_config
+
+from .factory import create_app
+
+config = load_config()
+setup_logging(config.settings.debug)
+system = TaskSystem(config)
+if system.embedded:
+    system.recover()
+    system.start_workers()
+    system.start_schedule()
+app = create_app(system)

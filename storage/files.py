@@ -1,0 +1,131 @@
+"""Low-level file helpers shared by the store, the event log and the index:
+id validation, whole writes, atomic replacement, and locks.
+
+Every write of the package goes through `write_all`, so a test can make the
+disk "full" at any step by patching that one function.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_id(task_id: object) -> str | None:
+    """The canonical (lowercase) form of a UUID string, or None.
+
+    Ids are checked before any path is built, so `../etc`, `abc` or an id with
+    a trailing newline can never name a file. UUIDs are case-insensitive on
+    input (RFC 4122), so an uppercase id names the same task as its lowercase
+    form.
+    """
+    if not isinstance(task_id, str) or len(task_id) != 36 or not task_id.isascii():
+        return None
+    lowered = task_id.lower()
+    return lowered if _UUID.fullmatch(lowered) else None
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON as bytes. ASCII-escaped so any string (even a lone
+    surrogate) can be stored; values JSON cannot hold are written as text
+    rather than failing a running task."""
+    return json.dumps(obj, separators=(",", ":"), default=str).encode("ascii")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` (os.write may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write(path: Path, data: bytes | Iterable[bytes], *, fsync: bool = False) -> None:
+    """Replace `path` with `data` (bytes, or chunks of bytes written as they
+    come) so readers see the old or the new content, never a mix: write a
+    temp file in the same folder, then rename it over."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            if isinstance(data, bytes):
+                write_all(fd, data)
+            else:
+                _write_chunks(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_chunks(fd: int, chunks: Iterable[bytes], size: int = 1 << 20) -> None:
+    pending: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            write_all(fd, b"".join(pending))
+            pending, held = [], 0
+    if pending:
+        write_all(fd, b"".join(pending))
+
+
+def read_json(path: Path) -> Any:
+    """Parse one JSON file (FileNotFoundError and ValueError propagate)."""
+    with open(path, "rb") as handle:
+        return json.loads(handle.read())
+
+
+def append_fixing_torn_tail(fd: int, data: bytes) -> None:
+    """Append `data` (whole lines) to an O_APPEND file opened for reading too.
+
+    If the file ends without a newline, a writer died mid-line: a newline is
+    written first so that torn line stays one separate, invalid line instead
+    of swallowing ours. Caller holds the file's lock.
+    """
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    write_all(fd, data)
+
+
+#: In-process half of the per-task lock: flock excludes other processes (and
+#: other open file descriptions), the stripe keeps this process's threads from
+#: piling onto flock. Stripes bound memory however many tasks a process sees;
+#: no caller ever holds two task locks, so sharing a stripe cannot deadlock.
+_STRIPES = [threading.Lock() for _ in range(64)]
+
+
+@contextmanager
+def flocked(lock_path: Path, thread_lock: threading.Lock) -> Iterator[None]:
+    """Hold `thread_lock` and an exclusive flock on `lock_path` (created if
+    needed; FileNotFoundError if its folder is gone)."""
+    with thread_lock:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+def task_lock(folder: Path, task_id: str):
+    """The lock that serialises every change to one task (state and log)."""
+    return flocked(folder / ".lock", _STRIPES[hash(task_id) % len(_STRIPES)])

@@ -1,0 +1,301 @@
+"""TaskStore: the tasks of the service as plain files, shared by every web and
+worker process that sees the same data folder.
+
+    <root>/tasks/<task_id>/task.json     the state, replaced atomically
+    <root>/tasks/<task_id>/events.jsonl  the event log, append-only
+    <root>/tasks/<task_id>/workspace/    the task's working directory
+    <root>/tasks/index.jsonl             the listing index (see index.py)
+    <root>/trash/                        folders being deleted (see trash.py)
+
+Each change to one task (state or log) happens under that task's lock (an
+flock on ``<task>/.lock`` plus a thread lock), so transitions are checked
+against the current state and event seqs have no gaps, across threads and
+processes. The event is written before the state that depends on it, so a
+reader who sees a finished state also finds the task_end event. Reading one
+task touches only its folder, so it costs the same with 100 or 100,000 tasks;
+listing, recovery and cleanup go through the index and never scan folders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import eventlog, files, trash
+from .errors import InvalidTransition, StorageError, TaskNotFound, storage_error
+from .files import canonical_id
+from .index import TaskIndex, record_of
+from .queries import IndexedQueries
+from .results import build_result
+from .states import ALLOWED, FINISHED, advance, end_content, new_state
+from .times import format_ts, system_clock
+
+log = logging.getLogger("aipy.storage")
+
+#: A folder without task.json this much older than now is the remains of a
+#: process killed mid-create, not a create in progress; it is removed.
+ORPHAN_AGE_S = 600.0
+
+
+def _new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class TaskStore(IndexedQueries):
+    """All tasks under one data folder."""
+
+    def __init__(self, root: Path | str, *, clock: Callable[[], datetime] = system_clock,
+                 new_id: Callable[[], str] = _new_uuid, fsync: bool = False):
+        self.root = Path(root)
+        self.tasks_dir = self.root / "tasks"
+        self.trash_dir = self.root / "trash"
+        self._clock = clock
+        self._new_id = new_id
+        self._fsync = fsync
+        self._cancel_seen: dict[str, tuple[tuple, bool]] = {}
+        try:
+            self.tasks_dir.mkdir(parents=True, exist_ok=True)
+            self.trash_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise storage_error("open the data directory", exc, self.root) from exc
+        self.index = TaskIndex(self.tasks_dir, self._read_or_none, self._discard_orphan, fsync=fsync)
+        try:
+            self.index.ensure_file()
+        except OSError as exc:
+            raise storage_error("create the task index", exc, self.index.path) from exc
+
+    # -- paths and guards ------------------------------------------------------
+
+    def _folder(self, task_id: object) -> tuple[str, Path]:
+        """The canonical id and folder; TaskNotFound before any path is built."""
+        canonical = canonical_id(task_id)
+        if canonical is None:
+            raise TaskNotFound(task_id)
+        return canonical, self.tasks_dir / canonical
+
+    @contextmanager
+    def _guard(self, action: str, task_id: str) -> Iterator[None]:
+        """Map OS errors: a vanished file means a vanished task."""
+        try:
+            yield
+        except (FileNotFoundError, NotADirectoryError):
+            raise TaskNotFound(task_id) from None
+        except OSError as exc:
+            raise storage_error(f"{action} for task {task_id}", exc) from exc
+
+    @contextmanager
+    def _locked_state(self, action: str, task_id: object) -> Iterator[tuple[str, Path, dict]]:
+        """Hold the task's lock and give its current state, to change it."""
+        canonical, folder = self._folder(task_id)
+        with self._guard(action, canonical), files.task_lock(folder, canonical):
+            yield canonical, folder, self._read(canonical, folder)
+
+    def _now(self) -> str:
+        return format_ts(self._clock())
+
+    def _read(self, task_id: str, folder: Path) -> dict:
+        try:
+            state = files.read_json(folder / "task.json")
+        except ValueError:
+            raise StorageError(f"task {task_id}: {folder / 'task.json'} is not valid JSON; "
+                               "restore it or delete the task folder") from None
+        if not isinstance(state, dict):
+            raise StorageError(f"task {task_id}: {folder / 'task.json'} does not hold a task state")
+        return state
+
+    def _read_or_none(self, task_id: str) -> dict | None:
+        try:
+            return self._read(task_id, self.tasks_dir / task_id)
+        except (OSError, StorageError):
+            return None
+
+    def _write(self, folder: Path, state: dict) -> None:
+        files.atomic_write(folder / "task.json", files.dumps(state), fsync=self._fsync)
+
+    def _journal(self, records: list[dict]) -> None:
+        """Index records for changes already on disk: the folders stay right
+        if this fails, and the index repairs itself (see index.py)."""
+        try:
+            self.index.append(records)
+        except OSError as exc:
+            log.error("Task index not updated (%s); it will be repaired from the task folders", exc)
+
+    # -- one task ----------------------------------------------------------------
+
+    def create(self, instruction: str, metadata: dict | None = None, options: dict | None = None,
+               *, extra: dict | None = None) -> dict:
+        """Make a pending task: all of it, or (on any failure) none of it."""
+        task_id = canonical_id(self._new_id())
+        if task_id is None:
+            raise ValueError("new_id must return a UUID string")
+        state = new_state(task_id, instruction, self._now(), metadata, options, extra)
+        folder = self.tasks_dir / task_id
+        try:
+            folder.mkdir()
+        except OSError as exc:
+            raise storage_error("create task", exc, folder) from exc
+        try:
+            (folder / "workspace").mkdir()
+            os.close(os.open(folder / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+            self._write(folder, state)
+            self.index.append([record_of(state)])
+        except BaseException as exc:
+            trashed = trash.move_to_trash(folder, self.trash_dir)
+            if trashed is not None:
+                trash.remove_tree(trashed)
+            if isinstance(exc, OSError):
+                raise storage_error("create task", exc, folder) from exc
+            raise
+        return state
+
+    def get(self, task_id: object) -> dict:
+        canonical, folder = self._folder(task_id)
+        with self._guard("read the state", canonical):
+            return self._read(canonical, folder)
+
+    def workspace(self, task_id: object) -> Path:
+        canonical, folder = self._folder(task_id)
+        if not (folder / "workspace").is_dir():
+            raise TaskNotFound(task_id)
+        return folder / "workspace"
+
+    def events_path(self, task_id: object) -> Path:
+        canonical, folder = self._folder(task_id)
+        if not (folder / "events.jsonl").is_file():
+            raise TaskNotFound(task_id)
+        return folder / "events.jsonl"
+
+    def append_event(self, task_id: object, type: str, content: dict) -> dict:
+        """Append one event with the next seq and return it."""
+        canonical, folder = self._folder(task_id)
+        with self._guard("append an event", canonical), files.task_lock(folder, canonical):
+            return eventlog.append(folder / "events.jsonl", type, content, self._now(), fsync=self._fsync)
+
+    def read_events(self, task_id: object, after: int = 0) -> list[dict]:
+        canonical, folder = self._folder(task_id)
+        with self._guard("read the events", canonical):
+            return eventlog.read(folder / "events.jsonl", after)
+
+    def transition(self, task_id: object, target: str, *, error: str | None = None,
+                   context: dict | None = None) -> dict:
+        with self._locked_state("change the status", task_id) as (canonical, folder, state):
+            advance(state, target, self._now(), error=error, context=context)
+            self._write(folder, state)
+        self._journal([record_of(state)])
+        return state
+
+    def request_cancel(self, task_id: object) -> dict:
+        """Cancel a pending task now; ask a running one to stop (its engine
+        polls `is_cancel_requested`); a finished one raises InvalidTransition."""
+        with self._locked_state("cancel", task_id) as (canonical, folder, state):
+            if state["status"] == "pending":
+                eventlog.append(folder / "events.jsonl", "task_end", end_content("cancelled"), self._now(),
+                                fsync=self._fsync)
+                advance(state, "cancelled", self._now())
+            elif state["status"] == "running":
+                if state.get("cancel_requested"):
+                    return state
+                state["cancel_requested"] = True
+            else:
+                raise InvalidTransition(canonical, state["status"], "cancelled")
+            self._write(folder, state)
+        if state["status"] == "cancelled":
+            self._journal([record_of(state)])
+        return state
+
+    def is_cancel_requested(self, task_id: object) -> bool:
+        """Polled every 100 ms per running task: one stat while task.json is
+        unchanged (every write replaces it, so its inode changes)."""
+        canonical, folder = self._folder(task_id)
+        path = folder / "task.json"
+        with self._guard("read the state", canonical):
+            stat = os.stat(path)
+            key = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+            seen = self._cancel_seen.get(canonical)
+            if seen is not None and seen[0] == key:
+                return seen[1]
+            requested = bool(self._read(canonical, folder).get("cancel_requested"))
+        if len(self._cancel_seen) > 4096:
+            self._cancel_seen.clear()
+        self._cancel_seen[canonical] = (key, requested)
+        return requested
+
+    def end_task(self, task_id: object, status: str, *, error: str | None = None) -> dict:
+        """Finish a task its engine did not finish (crash, recovery): the log
+        gets an error and a task_end event unless it has its task_end already.
+        A task already finished is returned unchanged."""
+        if status not in FINISHED:
+            raise ValueError(f"end_task needs a finished status ({', '.join(sorted(FINISHED))}), not {status!r}")
+        with self._locked_state("end", task_id) as (canonical, folder, state):
+            if state["status"] in FINISHED:
+                return state
+            if status not in ALLOWED.get(state["status"], ()):
+                raise InvalidTransition(canonical, state["status"], status)
+            log_path = folder / "events.jsonl"
+            if not any(event["type"] == "task_end" for event in eventlog.read(log_path)):
+                if error:
+                    eventlog.append(log_path, "error", {"message": error, "exception": error}, self._now(),
+                                    fsync=self._fsync)
+                eventlog.append(log_path, "task_end", end_content(status, error), self._now(), fsync=self._fsync)
+            advance(state, status, self._now(), error=error)
+            self._write(folder, state)
+        self._journal([record_of(state)])
+        return state
+
+    def result(self, task_id: object) -> dict:
+        """The result body. The state is read first: events only grow, so the
+        log read after it is at least as complete as the state says."""
+        state = self.get(task_id)
+        return build_result(state, self.read_events(state["task_id"]))
+
+    def delete(self, task_id: object) -> None:
+        """Remove one task whatever its status (e.g. when it could not be queued)."""
+        canonical, folder = self._folder(task_id)
+        with self._guard("delete", canonical):
+            trashed = trash.move_to_trash(folder, self.trash_dir)
+            if trashed is None:
+                raise TaskNotFound(task_id)
+        self._journal([{"id": canonical, "status": "deleted"}])
+        trash.remove_tree(trashed)
+
+    def _discard_orphan(self, task_id: str) -> None:
+        """Remove a folder without task.json left by a process killed mid-create."""
+        folder = self.tasks_dir / task_id
+        try:
+            if time.time() - folder.stat().st_mtime < ORPHAN_AGE_S or (folder / "task.json").exists():
+                return
+            trashed = trash.move_to_trash(folder, self.trash_dir)
+        except OSError:
+            return
+        if trashed is not None:
+            log.warning("Removed %s: a task folder without task.json (an interrupted create)", folder)
+            trash.remove_tree(trashed)
+
+    def check(self) -> None:
+        """Health: the data folder exists, is writable and has space left."""
+        try:
+            if not self.tasks_dir.is_dir():
+                raise StorageError(f"the data directory {self.tasks_dir} is missing; "
+                                   "check AIPYTHON_DATA_DIR and that its volume is mounted")
+            fs = os.statvfs(self.tasks_dir)
+            if fs.f_bavail * fs.f_frsize < 1 << 20:
+                raise StorageError(f"no space left on device for {self.tasks_dir}; free disk space")
+            fd, name = tempfile.mkstemp(dir=self.tasks_dir, prefix=".check-")
+            try:
+                files.write_all(fd, b"ok")
+            finally:
+                os.close(fd)
+                os.unlink(name)
+        except OSError as exc:
+            raise storage_error("write to the data directory", exc, self.tasks_dir) from exc
+
+    def close(self) -> None:
+        """Release the index file this process keeps open."""
+        self.index.close()

@@ -1,0 +1,92 @@
+"""`python -m app --agent`: the spec's command line, as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from storage import TaskStore
+
+from .fake_llm import Block, Reply
+from .redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(tmp_path, fake_llm, *args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPYTHON_") and k != "REDIS_URL"}
+    env.update(AIPYTHON_LLM_BASE_URL=fake_llm.openai_base_url, AIPYTHON_LLM_API_KEY="test-key",
+               AIPYTHON_LLM_MODEL="fake-cli", PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "--agent", "--port", str(port), "--data-dir", str(tmp_path / "data"), *args],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            requests.get(f"{url}/health", timeout=1)
+            return process, url
+        except requests.ConnectionError:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+
+def test_prints_the_banner_and_serves(tmp_path, fake_llm):
+    process, url = start(tmp_path, fake_llm, "--workers", "2")
+    try:
+        assert requests.get(f"{url}/").json()["name"] == "AIPython Agent API"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=15)[0]
+    assert "🤖 AIPython Agent Mode (1.0.0)" in output
+    assert f"🚀 Starting HTTP API server on 127.0.0.1:{url.rsplit(':', 1)[1]}" in output
+    assert "✅ Agent manager initialized" in output and f"📊 Health Check: {url}/health" in output
+    assert "2 worker thread(s)" in output
+
+
+def test_sigterm_stops_running_tasks_and_exits_within_ten_seconds(tmp_path, fake_llm):
+    fake_llm.script(Reply("Sleeping.", blocks=[Block("python", "import time\ntime.sleep(120)\n")]))
+    process, url = start(tmp_path, fake_llm)
+    task_id = requests.post(f"{url}/tasks", json={"instruction": "sleep"}).json()["task_id"]
+    deadline = time.monotonic() + 10
+    while requests.get(f"{url}/tasks/{task_id}").json()["status"] != "running" or not any(
+            e["type"] == "exec_start" for e in TaskStore(tmp_path / "data").read_events(task_id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=15)[0]
+    assert time.monotonic() - started < 10
+    assert process.returncode == 0, output
+    task = TaskStore(tmp_path / "data").get(task_id)
+    assert task["status"] == "error" and task["error"] == "interrupted: the server stopped while this task ran"
+
+
+def test_without_agent_flag_it_says_how_to_start(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "--agent" in proc.stderr
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path, fake_llm):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIPYTHON_") and k != "REDIS_URL"}
+        env["PYTHONPATH"] = str(ROOT)
+        proc = subprocess.run([sys.executable, "-m", "app", "--agent", "--port", str(port),
+                               "--data-dir", str(tmp_path / "data")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr
