@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
-from storage import InvalidTransition, StorageError, TaskNotFound, TaskStore
+from storage import FINISHED, InvalidTransition, StorageError, TaskNotFound, TaskStore
 
 from .engines import EngineFactory
 
@@ -22,14 +23,30 @@ INTERRUPTED_WORKER_DIED = "interrupted: the worker running this task stopped bef
 
 
 class TaskRunner:
-    def __init__(self, store: TaskStore, engines: EngineFactory):
+    def __init__(self, store: TaskStore, engines: EngineFactory, on_finished: Callable[[str], None] = lambda task_id: None):
         self.store = store
         self.engines = engines
+        #: Called with the id of every task this runner ends (callbacks hang here).
+        self.on_finished = on_finished
         #: Set when the process shuts down: running tasks stop at their next
         #: probe and end as errors, instead of holding up the exit.
         self.stopping = threading.Event()
 
     def run(self, task_id: str) -> None:
+        try:
+            self._run(task_id)
+        finally:
+            self._notify_if_finished(task_id)
+
+    def _notify_if_finished(self, task_id: str) -> None:
+        try:
+            finished = self.store.get(task_id)["status"] in FINISHED
+        except StorageError:
+            return
+        if finished:
+            self.on_finished(task_id)
+
+    def _run(self, task_id: str) -> None:
         try:
             state = self.store.get(task_id)
         except TaskNotFound:
@@ -88,8 +105,3 @@ class TaskRunner:
             self.store.end_task(task_id, "error", error=error)
         except StorageError:
             log.exception("Task %s could not be marked as failed", task_id)
-
-    def cleanup(self, max_age_hours: float) -> int:
-        removed = self.store.delete_finished_older_than(max_age_hours)
-        log.info("Cleanup removed %d finished task(s) older than %g h", removed, max_age_hours)
-        return removed

@@ -16,8 +16,10 @@ from dramatiq.middleware import Middleware
 
 from config import AppConfig
 from storage import TaskStore
+from storage.idempotency import IdempotencyKeys
 
 from .broker import is_embedded, make_broker, ping
+from .callbacks import CallbackPolicy, CallbackSender, check_callback_url
 from .engines import EngineFactory
 from .runner import INTERRUPTED_BY_SHUTDOWN, TaskRunner
 
@@ -25,6 +27,7 @@ log = logging.getLogger("aipy.system")
 
 TASK_QUEUE = "tasks"
 MAINTENANCE_QUEUE = "maintenance"
+CALLBACK_QUEUE = "callbacks"
 
 
 class BrokerUnavailable(Exception):
@@ -48,7 +51,16 @@ class TaskSystem:
         self.settings = config.settings
         self.store = store or TaskStore(self.settings.data_dir)
         self.broker = broker or make_broker(self.settings.redis_url)
-        self.runner = TaskRunner(self.store, EngineFactory(config))
+        self.keys = IdempotencyKeys(self.store.root)
+        self.runner = TaskRunner(self.store, EngineFactory(config), on_finished=self.task_finished)
+        self.callback_policy = CallbackPolicy(
+            secret=self.settings.callback_secret.get_secret_value() if self.settings.callback_secret else None,
+            allowed_hosts=tuple(self.settings.callback_allowed_hosts),
+            retries=self.settings.callback_retries,
+            backoff_s=self.settings.callback_backoff_s,
+            timeout_s=self.settings.callback_timeout_s,
+        )
+        self.callbacks = CallbackSender(self.store, self.callback_policy)
         self.broker.add_middleware(_StopTasksOnShutdown(self.runner))
         self.run_task = dramatiq.Actor(
             self.runner.run, broker=self.broker, actor_name="run_task", queue_name=TASK_QUEUE,
@@ -57,6 +69,10 @@ class TaskSystem:
         self.cleanup = dramatiq.Actor(
             self._cleanup, broker=self.broker, actor_name="cleanup", queue_name=MAINTENANCE_QUEUE,
             priority=10, options={"max_retries": 0},
+        )
+        self.deliver_callback = dramatiq.Actor(
+            self._deliver_callback, broker=self.broker, actor_name="deliver_callback", queue_name=CALLBACK_QUEUE,
+            priority=5, options={"max_retries": 0},
         )
         self.worker: dramatiq.Worker | None = None
         self.scheduler = None
@@ -84,8 +100,35 @@ class TaskSystem:
             raise BrokerUnavailable(f"the task queue (Redis) is unreachable: {exc}") from exc
 
     def _cleanup(self, max_age_hours: float | None = None) -> None:
-        hours = self.settings.max_age_hours if max_age_hours is None else max_age_hours
-        self.runner.cleanup(hours)
+        self.cleanup_now(self.settings.max_age_hours if max_age_hours is None else max_age_hours)
+
+    def cleanup_now(self, max_age_hours: float) -> int:
+        """Remove finished tasks older than `max_age_hours`, and the
+        idempotency keys as old; returns how many tasks went."""
+        removed = self.store.delete_finished_older_than(max_age_hours)
+        self.keys.prune(max_age_hours)
+        log.info("Cleanup removed %d finished task(s) older than %g h", removed, max_age_hours)
+        return removed
+
+    # -- callbacks --------------------------------------------------------
+
+    def check_callback_url(self, url: str) -> str | None:
+        """Why `url` cannot be a callback target, or None when it can."""
+        return check_callback_url(url, self.callback_policy)
+
+    def task_finished(self, task_id: str) -> None:
+        """Queue the first delivery of the task's callback, if it has one."""
+        try:
+            if not self.store.get(task_id).get("callback_url"):
+                return
+            self._send(self.deliver_callback, task_id, 1)
+        except Exception as exc:  # a lost callback must not fail the task's end
+            log.error("Task %s: callback not queued: %s", task_id, exc)
+
+    def _deliver_callback(self, task_id: str, attempt: int = 1) -> None:
+        delay = self.callbacks.deliver(task_id, attempt)
+        if delay is not None:
+            self.deliver_callback.send_with_options(args=(task_id, attempt + 1), delay=int(delay * 1000))
 
     def broker_error(self) -> str | None:
         """Why the broker is unusable, or None when it answers."""
@@ -121,6 +164,7 @@ class TaskSystem:
         failed = 0
         for task_id in self.store.ids_with_status("running"):
             self.store.end_task(task_id, "error", error=INTERRUPTED_BY_SHUTDOWN)
+            self.task_finished(task_id)
             failed += 1
         pending = self.store.ids_with_status("pending")
         for task_id in pending:

@@ -1,4 +1,5 @@
-"""`python -m app --agent` / `aipy-agent --agent`: the server from the spec.
+"""`python -m app --agent` / `aipy-agent --agent`: the server from the spec;
+`aipy-agent tail TASK_ID` follows a task live (see tail.py).
 
 With no REDIS_URL this one process is the whole system: HTTP, the embedded
 broker, the worker threads and the cleanup schedule. With REDIS_URL it sends
@@ -19,6 +20,7 @@ from config import ConfigError, load_config
 
 from .factory import create_app
 from .version import VERSION
+from .waiting import server_threads
 
 log = logging.getLogger("aipy.server")
 
@@ -38,6 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "tail":
+        from .tail import main as tail
+
+        return tail(argv[1:])
     args = parse_args(argv)
     if not args.agent:
         print("error: this command runs the Agent mode server; start it with --agent", file=sys.stderr)
@@ -64,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if system.embedded:
         system.start_schedule()
     print("✅ Agent manager initialized", flush=True)
+    print(f"🔗 API Documentation: http://{args.host}:{port}/docs", flush=True)
     print(f"📊 Health Check: http://{args.host}:{port}/health", flush=True)
-    return serve(create_app(system), system, args.host, port, config.settings.http_threads)
+    return serve(create_app(system), system, args.host, port, server_threads(config.settings))
 
 
 def serve(app, system: TaskSystem, host: str, port: int, threads: int) -> int:

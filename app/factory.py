@@ -9,19 +9,40 @@ from __future__ import annotations
 import falcon
 
 from . import errors
+from .auth import BearerAuth
+from .openapi import build_openapi
 from .resources.admin import CleanupResource
+from .resources.docs import add_docs
+from .resources.events import TaskEvents
+from .resources.files import TaskFile, TaskFiles
 from .resources.info import HealthResource, RootResource
 from .resources.tasks import TaskCollection, TaskItem, TaskResultResource
+from .version import API_NAME
+from .waiting import WaitBudget
 
 
 def create_app(system) -> falcon.App:
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    settings = system.settings
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    middleware = []
+    if settings.cors_origins:
+        origins = "*" if settings.cors_origins == ["*"] else settings.cors_origins
+        middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=["Content-Disposition"]))
+    if token:
+        middleware.append(BearerAuth(token, public_docs=settings.public_docs))
+
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
+    budget = WaitBudget(settings.max_streams)
     app.add_route("/", RootResource())
     app.add_route("/health", HealthResource(system))
-    app.add_route("/tasks", TaskCollection(system))
-    app.add_route("/tasks/{task_id}", TaskItem(system))
-    app.add_route("/tasks/{task_id}/result", TaskResultResource(system))
+    app.add_route("/tasks", TaskCollection(system, budget))
+    app.add_route("/tasks/{task_id}", TaskItem(system, budget))
+    app.add_route("/tasks/{task_id}/result", TaskResultResource(system, budget))
+    app.add_route("/tasks/{task_id}/events", TaskEvents(system, budget))
+    app.add_route("/tasks/{task_id}/files", TaskFiles(system))
+    app.add_route("/tasks/{task_id}/files/{path:path}", TaskFile(system))
     app.add_route("/admin/cleanup", CleanupResource(system))
+    add_docs(app, build_openapi(settings, secured=bool(token)), API_NAME)
     return app

@@ -26,6 +26,10 @@ class TaskSubmission(BaseModel):
     role: str | None = Field(None, min_length=1, description="System role text for this task.")
     max_rounds: int | None = Field(None, ge=1, le=1000, description="LLM rounds before the task ends as error.")
     timeout_s: float | None = Field(None, gt=0, description="The task's time limit in seconds.")
+    callback_url: str | None = Field(
+        None, min_length=1, max_length=2048,
+        description="When the task finishes, its result JSON is POSTed here (e.g. n8n's $execution.resumeUrl).",
+    )
 
     def options(self) -> dict[str, Any]:
         return self.model_dump(include={"llm", "role", "max_rounds", "timeout_s"}, exclude_none=True)
@@ -67,6 +71,18 @@ class TaskList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class FileInfo(BaseModel):
+    path: str = Field(description="Path inside the task's workspace, with / separators.")
+    size: int
+    modified: str
+
+
+class FileList(BaseModel):
+    task_id: str
+    files: list[FileInfo]
+    truncated: bool = Field(description="True when more files exist than max_listed_files.")
 
 
 class MessageResponse(BaseModel):

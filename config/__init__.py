@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_settings import SettingsError
 
 from .models import LLMSettings
 
@@ -64,6 +65,8 @@ def load_config(
         settings = Settings(**_read_json(settings_path))
     except ValidationError as exc:
         raise ConfigError(_explain(exc, settings_path, "AIPYTHON_")) from None
+    except (SettingsError, ValueError) as exc:  # an environment value that does not parse
+        raise ConfigError(f"{exc}; fix the AIPYTHON_* environment variable or {settings_path}") from None
     if overrides:
         settings = _override(settings, overrides)
 

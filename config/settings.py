@@ -8,10 +8,13 @@ Environment beats file, so a Procfile deploy needs no file edits.
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .models import EngineSettings
 
@@ -36,6 +39,20 @@ class Settings(BaseSettings):
     list_max_limit: int = Field(1000, ge=1)
     cancel_wait_s: float = Field(2.0, ge=0, le=60)
     queue_poll_ms: int = Field(20, ge=1, le=5000)
+    # Callers waiting on a task (SSE streams, ?wait=) each hold a server
+    # thread; they get their own budget so they never starve the API.
+    max_streams: int = Field(64, ge=1, le=4096)
+    max_wait_s: float = Field(120.0, ge=0, le=3600)
+    stream_keepalive_s: float = Field(15.0, gt=0, le=300)
+    max_listed_files: int = Field(10_000, ge=1)
+    api_token: SecretStr | None = None
+    public_docs: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    callback_secret: SecretStr | None = None
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    callback_retries: int = Field(5, ge=0, le=50)
+    callback_backoff_s: float = Field(2.0, ge=0)
+    callback_timeout_s: float = Field(10.0, gt=0, le=300)
     lang: str = "en"
     engine: EngineSettings = Field(default_factory=EngineSettings)
 
@@ -44,6 +61,17 @@ class Settings(BaseSettings):
     def _known_lang(cls, value: str) -> str:
         # Accept locale spellings such as zh_CN.UTF-8; anything else is English.
         return "zh" if value.lower().startswith("zh") else "en"
+
+    @field_validator("cors_origins", "callback_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        # AIPYTHON_CORS_ORIGINS=https://a.example,https://b.example reads as a
+        # list; a JSON array works too.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

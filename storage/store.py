@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 from . import eventlog, files, trash
 from .errors import InvalidTransition, StorageError, TaskNotFound, storage_error
 from .files import canonical_id
+from .follow import EventCursor
 from .index import TaskIndex, record_of
 from .queries import IndexedQueries
 from .results import build_result
@@ -182,6 +183,12 @@ class TaskStore(IndexedQueries):
         canonical, folder = self._folder(task_id)
         with self._guard("read the events", canonical):
             return eventlog.read(folder / "events.jsonl", after)
+
+    def follow_events(self, task_id: object, after: int = 0) -> EventCursor:
+        """A cursor that yields the task's new events as they are appended."""
+        canonical, folder = self._folder(task_id)
+        with self._guard("follow the events", canonical):
+            return EventCursor(folder / "events.jsonl", after)
 
     def transition(self, task_id: object, target: str, *, error: str | None = None,
                    context: dict | None = None) -> dict:

@@ -79,6 +79,23 @@ def recorder():
 import requests  # noqa: E402
 from waitress import create_server  # noqa: E402
 
+from . import openapi_check  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def responses_match_the_openapi_document(monkeypatch):
+    """Every response of a live test server is checked against its OpenAPI
+    document (see openapi_check.py)."""
+    send = requests.Session.send
+
+    def checked_send(self, request, **kwargs):
+        response = send(self, request, **kwargs)
+        if not kwargs.get("stream"):
+            openapi_check.check(response)
+        return response
+
+    monkeypatch.setattr(requests.Session, "send", checked_send)
+
 
 def app_config(tmp_path, llm: FakeLLM, *, kind: str = "openai", protocol: str = "tools", engine: dict | None = None, **settings):
     """The service's configuration with its LLM pointed at the fake server,
@@ -111,11 +128,17 @@ class LiveServer:
         self.store = self.system.store
         if workers:
             self.system.start_workers()
-        self.server = create_server(create_app(self.system), host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.05)
+        from app.waiting import server_threads
+
+        self.server = create_server(create_app(self.system), host="127.0.0.1", port=0,
+                                    threads=server_threads(config.settings), asyncore_loop_timeout=0.05)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self.serving = True
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
+        token = config.settings.api_token
+        openapi_check.set_token(self.url, token.get_secret_value() if token else None)
+        openapi_check.register(self.url)
 
     def _serve(self) -> None:
         # Closing waitress from another thread races its select loop, so the
@@ -140,6 +163,7 @@ class LiveServer:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        openapi_check.unregister(self.url)
         self.serving = False
         self.thread.join(5)
         self.system.stop(timeout_s=5)

@@ -50,6 +50,7 @@ def test_prints_the_banner_and_serves(tmp_path, fake_llm):
     assert "🤖 AIPython Agent Mode (1.0.0)" in output
     assert f"🚀 Starting HTTP API server on 127.0.0.1:{url.rsplit(':', 1)[1]}" in output
     assert "✅ Agent manager initialized" in output and f"📊 Health Check: {url}/health" in output
+    assert f"🔗 API Documentation: {url}/docs" in output
     assert "2 worker thread(s)" in output
 
 

@@ -20,5 +20,5 @@ class CleanupResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         default = self.system.settings.max_age_hours
         hours = float_param(req, "max_age_hours", default, low=0, high=10**6)
-        removed = self.system.runner.cleanup(hours)
+        removed = self.system.cleanup_now(hours)
         resp.media = shape(MessageResponse, {"message": f"Cleaned up {removed} tasks"})

@@ -16,6 +16,11 @@ ENDPOINTS = {
     "cancel_task": "DELETE /tasks/{task_id}",
     "health": "GET /health",
     "cleanup": "POST /admin/cleanup",
+    "stream_events": "GET /tasks/{task_id}/events",
+    "list_files": "GET /tasks/{task_id}/files",
+    "download_file": "GET /tasks/{task_id}/files/{path}",
+    "openapi": "GET /openapi.json",
+    "docs": "GET /docs",
 }
 
 

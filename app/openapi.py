@@ -1,0 +1,180 @@
+"""The OpenAPI 3.1 document of the API, built from the pydantic models that
+validate requests and shape responses, so it cannot drift from them.
+
+OpenAPI 3.1 takes JSON Schema 2020-12 as it is, so each model's schema goes
+into `components/schemas` unchanged; the paths below say which model each
+endpoint takes and answers with, and which errors it can give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from .models import (
+    CancelResponse, ErrorResponse, FileList, MessageResponse, SubmitResponse, TaskList, TaskResult, TaskStatus,
+    TaskSubmission,
+)
+from .version import API_NAME, VERSION
+
+MODELS: list[type[BaseModel]] = [
+    TaskSubmission, SubmitResponse, TaskStatus, TaskResult, TaskList, CancelResponse, MessageResponse, FileList,
+    ErrorResponse,
+]
+
+ERRORS = {
+    "400": "Invalid request (the detail names each bad field) or a task that cannot be cancelled",
+    "401": "Missing or wrong API token",
+    "404": "No such task, file or route",
+    "405": "Method not allowed on this path",
+    "413": "Request body over max_body_bytes",
+    "415": "Body not sent as application/json",
+    "503": "Task queue or storage unavailable, or too many open streams",
+    "500": "Internal error (details in the server log)",
+}
+
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+
+
+def _ref(model: type[BaseModel]) -> dict:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _wait(max_wait_s: float) -> dict:
+    return _query("wait", {"type": "number", "minimum": 0},
+                  f"Hold the request until the task is finished or this many seconds passed (at most {max_wait_s:g}).")
+
+
+def _operation(summary: str, responses: dict, *, errors: tuple[str, ...], parameters: list | None = None,
+               body: dict | None = None, op_id: str) -> dict:
+    operation: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": dict(responses)}
+    for code in errors:
+        operation["responses"][code] = _json(_ref(ErrorResponse), ERRORS[code])
+    if parameters:
+        operation["parameters"] = parameters
+    if body:
+        operation["requestBody"] = body
+    return operation
+
+
+def build_openapi(settings, *, secured: bool) -> dict:
+    """The document for a server with these settings; `secured` adds the
+    bearer scheme (and 401s) when an API token is configured."""
+    auth = ("401",) if secured else ()
+    # The description pages need no token while public_docs is on.
+    docs_security = {"security": []} if settings.public_docs else {}
+    common = auth + ("500",)
+    wait = _wait(settings.max_wait_s)
+    paths = {
+        "/": {"get": _operation("API information and endpoints", {"200": _json({"type": "object"}, "API information")},
+                                errors=common, op_id="info")},
+        "/health": {"get": {
+            "summary": "Health of the service, its broker and its storage", "operationId": "health", "security": [],
+            "responses": {"200": _json({"type": "object"}, "Healthy"), "503": _json({"type": "object"}, "Unhealthy")},
+        }},
+        "/tasks": {
+            "post": _operation(
+                "Submit a task", {"200": _json({"oneOf": [_ref(SubmitResponse), _ref(TaskResult)]},
+                                               "The new task; with wait, its result when it finished in time")},
+                errors=("400", "413", "415", "503") + common, op_id="submit_task",
+                parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
+                                   "schema": {"type": "string", "maxLength": 255},
+                                   "description": "A repeated key returns the first task instead of starting another."}],
+                body={"required": True, "content": {"application/json": {"schema": _ref(TaskSubmission)}}},
+            ),
+            "get": _operation(
+                "List tasks, newest first", {"200": _json(_ref(TaskList), "A page of tasks")},
+                errors=("400",) + common, op_id="list_tasks",
+                parameters=[
+                    _query("status", {"type": "string", "enum": ["pending", "running", "completed", "error", "cancelled"]}, "Only tasks in this status"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.list_max_limit}, f"Page size (default {settings.list_default_limit})"),
+                    _query("offset", {"type": "integer", "minimum": 0}, "Tasks to skip"),
+                ],
+            ),
+        },
+        "/tasks/{task_id}": {
+            "parameters": [TASK_ID],
+            "get": _operation("Task status", {"200": _json(_ref(TaskStatus), "The task")},
+                              errors=("400", "404") + common, parameters=[wait], op_id="get_task"),
+            "delete": _operation("Cancel a task", {"200": _json(_ref(CancelResponse), "Cancelled")},
+                                 errors=("400", "404") + common, op_id="cancel_task"),
+        },
+        "/tasks/{task_id}/result": {
+            "parameters": [TASK_ID],
+            "get": _operation("Task result with everything that happened", {"200": _json(_ref(TaskResult), "The result")},
+                              errors=("400", "404") + common, parameters=[wait], op_id="get_task_result"),
+        },
+        "/tasks/{task_id}/events": {
+            "parameters": [TASK_ID],
+            "get": _operation(
+                "Follow the task's events live; the stream ends after task_end",
+                {"200": {"description": "The events: SSE (id = seq, event = type, data = the JSON line) or NDJSON",
+                         "content": {"text/event-stream": {"schema": {"type": "string"}},
+                                     "application/x-ndjson": {"schema": {"type": "string"}}}}},
+                errors=("400", "404", "503") + common, op_id="stream_events",
+                parameters=[
+                    _query("after", {"type": "integer", "minimum": 0}, "Start after this seq (also: the Last-Event-ID header)"),
+                    _query("format", {"type": "string", "enum": ["sse", "ndjson"]}, "sse (default) or ndjson"),
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+                ],
+            ),
+        },
+        "/tasks/{task_id}/files": {
+            "parameters": [TASK_ID],
+            "get": _operation("Files the task's code left in its workspace", {"200": _json(_ref(FileList), "The files")},
+                              errors=("404",) + common, op_id="list_files"),
+        },
+        "/tasks/{task_id}/files/{path}": {
+            "parameters": [TASK_ID, {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
+                                     "description": "The file's path inside the workspace"}],
+            "get": _operation("Download one file", {"200": {"description": "The file", "content": {
+                "*/*": {"schema": {"type": "string", "format": "binary"}}}}},
+                errors=("404",) + common, op_id="download_file"),
+        },
+        "/openapi.json": {"get": {
+            "summary": "This document", "operationId": "openapi", **docs_security,
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")},
+        }},
+        "/docs": {"get": {
+            "summary": "Interactive API documentation (Swagger UI, served with no internet access)",
+            "operationId": "docs", **docs_security,
+            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }},
+        "/admin/cleanup": {
+            "post": _operation(
+                "Remove finished tasks older than max_age_hours", {"200": _json(_ref(MessageResponse), "How many went")},
+                errors=("400",) + common, op_id="cleanup",
+                parameters=[_query("max_age_hours", {"type": "number", "minimum": 0},
+                                   f"Age in hours (default {settings.max_age_hours:g})")],
+            ),
+        },
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": API_NAME, "version": VERSION,
+                 "description": "Submit natural-language tasks; an AI agent writes and runs code for each one."},
+        "paths": paths,
+        "components": {"schemas": _schemas()},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document
+
+
+def _schemas() -> dict:
+    schemas: dict[str, Any] = {}
+    for model in MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas

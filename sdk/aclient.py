@@ -1,0 +1,211 @@
+"""`AsyncAgentClient`: the asyncio twin of `AgentClient`, method for method."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+
+from . import _common as common
+from .errors import error_for
+from .sse import SSEParser
+from .types import Cancellation, Event, FileInfo, Submission, Task, TaskPage, TaskResult
+
+
+class AsyncAgentClient:
+    """An asyncio client of one Agent Mode server, mirroring `AgentClient`.
+
+    `base_url` is the server (default http://127.0.0.1:8848); `token` is sent
+    as `Authorization: Bearer <token>` when given; `timeout` (seconds, or an
+    `httpx.Timeout`; default 30) bounds each request, and requests that wait
+    on the server get that much on top of their wait. `transport` is handed to
+    `httpx.AsyncClient` (for tests, proxies or custom TLS).
+
+    Use it as an async context manager, or await `aclose()` when done::
+
+        async with AsyncAgentClient(token="...") as client:
+            result = await client.run_task("print the first 10 primes", timeout=300)
+            async for event in client.stream_events(result.task_id):
+                print(event.seq, event.type)
+    """
+
+    def __init__(self, base_url: str = common.DEFAULT_URL, *, token: str | None = None,
+                 timeout: float | httpx.Timeout | None = 30.0, transport: httpx.AsyncBaseTransport | None = None):
+        self._client = httpx.AsyncClient(transport=transport, **common.client_options(base_url, token, timeout))
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url).rstrip("/")
+
+    async def __aenter__(self) -> "AsyncAgentClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, *, wait: float | None = None, **kwargs: Any) -> Any:
+        if wait is not None:
+            kwargs.setdefault("params", {})["wait"] = common.seconds(wait)
+            kwargs["timeout"] = common.with_read(self._client.timeout, wait)
+        with common.transport_errors(self._client.base_url):
+            response = await self._client.request(method, path, **kwargs)
+        return common.read_json(response)
+
+    # -- tasks -----------------------------------------------------------
+
+    async def submit_task(self, instruction: str, metadata: dict[str, Any] | None = None, *, llm: str | None = None,
+                    role: str | None = None, max_rounds: int | None = None, timeout_s: float | None = None,
+                    callback_url: str | None = None, idempotency_key: str | None = None) -> Submission:
+        """Submit a task; it runs in the background. With `idempotency_key`,
+        submitting again with the same key returns the first task instead."""
+        options = dict(llm=llm, role=role, max_rounds=max_rounds, timeout_s=timeout_s, callback_url=callback_url)
+        body, headers = common.submission(instruction, metadata, options, idempotency_key)
+        return Submission.from_json(await self._request("POST", "/tasks", json=body, headers=headers))
+
+    async def get_task(self, task_id: str) -> Task:
+        return Task.from_json(await self._request("GET", common.task_path(task_id)))
+
+    async def get_result(self, task_id: str) -> TaskResult:
+        """The task's status and everything it did so far (`output`)."""
+        return TaskResult.from_json(await self._request("GET", common.task_path(task_id, "result")))
+
+    async def list_tasks(self, status: str | None = None, limit: int | None = None,
+                         offset: int | None = None) -> TaskPage:
+        """One page of tasks, newest first (the server's default page size: 100)."""
+        params = {k: v for k, v in {"status": status, "limit": limit, "offset": offset}.items() if v is not None}
+        return TaskPage.from_json(await self._request("GET", "/tasks", params=params))
+
+    async def cancel_task(self, task_id: str) -> Cancellation:
+        """Cancel a pending or running task; `BadRequest` when it already finished."""
+        return Cancellation.from_json(await self._request("DELETE", common.task_path(task_id)), task_id)
+
+    async def wait_for_completion(self, task_id: str, timeout: float | None = None, *,
+                                  wait_step: float = 60) -> TaskResult:
+        """The task's result once it finished, or `TaskTimeout` after `timeout`
+        seconds (None: no limit). The server holds each request until the task
+        ends or up to `wait_step` seconds (it caps that at its `max_wait_s`),
+        so this asks a handful of times, not many."""
+        deadline = common.Deadline(task_id, timeout)
+        while True:
+            step = deadline.step(wait_step)
+            started = time.monotonic()
+            result = TaskResult.from_json(await self._request("GET", common.task_path(task_id, "result"), wait=step))
+            if result.finished:
+                return result
+            if deadline.expired():
+                raise deadline.timed_out(result.status)
+            await asyncio.sleep(deadline.pause_after(step, time.monotonic() - started))
+
+    async def run_task(self, instruction: str, metadata: dict[str, Any] | None = None, *, llm: str | None = None,
+                 role: str | None = None, max_rounds: int | None = None, timeout_s: float | None = None,
+                 callback_url: str | None = None, idempotency_key: str | None = None,
+                 timeout: float | None = None, wait_step: float = 60) -> TaskResult:
+        """Submit a task and return its result once it finished; `TaskTimeout`
+        after `timeout` seconds (the task keeps running on the server)."""
+        options = dict(llm=llm, role=role, max_rounds=max_rounds, timeout_s=timeout_s, callback_url=callback_url)
+        body, headers = common.submission(instruction, metadata, options, idempotency_key)
+        deadline = common.Deadline("", timeout)
+        answer = await self._request("POST", "/tasks", json=body, headers=headers, wait=deadline.step(wait_step))
+        if "output" in answer:
+            result = TaskResult.from_json(answer)
+            if result.finished:
+                return result
+        task_id = str(answer["task_id"])
+        return await self.wait_for_completion(task_id, deadline.remaining(), wait_step=wait_step)
+
+    # -- events ------------------------------------------------------------
+
+    async def stream_events(self, task_id: str, after: int = 0) -> AsyncIterator[Event]:
+        """The task's events in `seq` order, live, from the one after `after`
+        until `task_end`. A dropped connection is resumed where it stopped
+        (`Last-Event-ID`), so no event is lost or repeated."""
+        state = common.StreamState(task_id, after, self._client.base_url)
+        timeout = common.with_read(self._client.timeout, common.STREAM_READ_TIMEOUT, add=False)
+        path = common.task_path(task_id, "events")
+        while True:
+            try:
+                async with self._client.stream("GET", path, headers=state.headers(), timeout=timeout) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise error_for(response)
+                    state.connected = True
+                    parser = SSEParser()
+                    async for chunk in response.aiter_bytes():
+                        for sse in parser.feed(chunk):
+                            event = state.accept(sse)
+                            if event is None:
+                                continue
+                            yield event
+                            if event.type == "task_end":
+                                return
+            except httpx.TransportError as exc:
+                await asyncio.sleep(state.dropped(exc))
+                continue
+            if (await self.get_task(task_id)).finished:  # it ended with no task_end to send
+                return
+            await asyncio.sleep(state.dropped(None))
+
+    # -- files -------------------------------------------------------------
+
+    async def list_files(self, task_id: str) -> list[FileInfo]:
+        """The files the task's code left in its workspace, sorted by path."""
+        answer = await self._request("GET", common.task_path(task_id, "files"))
+        return [FileInfo.from_json(entry) for entry in answer.get("files", []) if isinstance(entry, dict)]
+
+    async def download_file(self, task_id: str, path: str) -> bytes:
+        """A file of the task's workspace, whole; `path` as `list_files` gives it."""
+        with common.transport_errors(self._client.base_url):
+            response = await self._client.get(common.file_path(task_id, path), headers={"Accept": "*/*"})
+        if response.status_code >= 400:
+            raise error_for(response)
+        return response.content
+
+    async def download_file_to(self, task_id: str, path: str, dest: str | os.PathLike[str]) -> Path:
+        """Stream a file to `dest` (a file name, or a directory to put it in)
+        and return where it went. The file appears only once complete."""
+        target = common.destination(dest, path)
+        part = common.partial(target)
+        try:
+            with common.transport_errors(self._client.base_url):
+                url = common.file_path(task_id, path)
+                async with self._client.stream("GET", url, headers={"Accept": "*/*"}) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise error_for(response)
+                    with open(part, "wb") as out:
+                        async for chunk in response.aiter_bytes():
+                            out.write(chunk)
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        return target
+
+    # -- service -----------------------------------------------------------
+
+    async def cleanup(self, max_age_hours: float | None = None) -> str:
+        """Remove finished tasks older than `max_age_hours` (default: the
+        server's, 24); returns the server's message ("Cleaned up N tasks")."""
+        params = {} if max_age_hours is None else {"max_age_hours": max_age_hours}
+        answer = await self._request("POST", "/admin/cleanup", params=params)
+        return str(answer.get("message", ""))
+
+    async def health(self) -> dict[str, Any]:
+        """The server's health report. An unhealthy server (503) is reported,
+        not raised: look at `["status"]`."""
+        with common.transport_errors(self._client.base_url):
+            response = await self._client.get("/health")
+        if response.status_code == 503:
+            try:
+                report = response.json()
+            except ValueError:
+                report = None
+            if isinstance(report, dict) and "status" in report:
+                return report
+        return common.read_json(response)
