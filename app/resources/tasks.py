@@ -55,8 +55,7 @@ class TaskCollection:
             log.error("Task %s not queued: %s", task_id, exc)
             raise falcon.HTTPServiceUnavailable(description=f"{exc}; nothing was stored, try again later") from None
         log.info("Task submitted: %s", task_id)
-        state = wait_until_finished(self.store, task_id, wait, self.budget)
-        if state["status"] in FINISHED:
+        if wait > 0 and wait_until_finished(self.store, task_id, wait, self.budget)["status"] in FINISHED:
             resp.media = shape(TaskResult, self.store.result(task_id))
             return
         resp.media = shape(SubmitResponse, {"task_id": task_id, "status": "pending", "message": "Task submitted successfully"})
