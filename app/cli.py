@@ -93,12 +93,14 @@ def serve(app, system: TaskSystem, host: str, port: int, threads: int) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        server.run()
+        server.run()  # returns on SIGTERM or Ctrl-C: waitress catches the interrupt itself
     except KeyboardInterrupt:
-        log.info("Shutting down")
+        pass
     finally:
+        log.info("Shutting down: stopping running tasks")
         server.close()
         system.stop()
+        log.info("Stopped")
     return 0
 
 

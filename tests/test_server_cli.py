@@ -69,6 +69,7 @@ def test_sigterm_stops_running_tasks_and_exits_within_ten_seconds(tmp_path, fake
     output = process.communicate(timeout=15)[0]
     assert time.monotonic() - started < 10
     assert process.returncode == 0, output
+    assert "Shutting down" in output and "Stopped" in output
     task = TaskStore(tmp_path / "data").get(task_id)
     assert task["status"] == "error" and task["error"] == "interrupted: the server stopped while this task ran"
 
