@@ -82,7 +82,10 @@ def serve(app, system: TaskSystem, host: str, port: int, threads: int) -> int:
     from waitress import create_server
 
     try:
-        server = create_server(app, host=host, port=port, threads=threads, ident="aipy-agent")
+        # waitress would otherwise buffer bodies up to 1 GB before the app's
+        # own limit could refuse them.
+        server = create_server(app, host=host, port=port, threads=threads, ident="aipy-agent",
+                               max_request_body_size=system.settings.max_body_bytes)
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror}; choose another --port", file=sys.stderr)
         system.stop()

@@ -6,6 +6,8 @@ in, so tests and the entry points each build their own.
 
 from __future__ import annotations
 
+import json
+
 import falcon
 
 from . import errors
@@ -32,6 +34,9 @@ def create_app(system) -> falcon.App:
         middleware.append(BearerAuth(token, public_docs=settings.public_docs))
 
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
+    # ASCII-escaped JSON can carry any stored text (even a file name that is
+    # not valid UTF-8) and is faster to make.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=json.dumps)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
     budget = WaitBudget(settings.max_streams)

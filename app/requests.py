@@ -26,16 +26,33 @@ def json_body(req: falcon.Request, model: type[M], max_bytes: int) -> M:
     raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise falcon.HTTPContentTooLarge(description=f"request body exceeds the limit of {max_bytes} bytes (max_body_bytes)")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise falcon.HTTPBadRequest(description=f"request body is not valid JSON: {exc}") from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise falcon.HTTPBadRequest(description=f"request body must be a JSON object, not {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise falcon.HTTPBadRequest(description=describe_validation(exc)) from None
+
+
+def parse_json(raw: bytes):
+    """Strict JSON: NaN and Infinity are refused (they are not JSON and would
+    be stored as such), and so are lone surrogates (they cannot be written
+    back out as UTF-8), huge integers and absurd nesting."""
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise falcon.HTTPBadRequest(description="request body holds invalid Unicode (a lone surrogate)") from None
+    except RecursionError:
+        raise falcon.HTTPBadRequest(description="request body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, undecodable bytes, too many digits
+        raise falcon.HTTPBadRequest(description=f"request body is not valid JSON: {exc}") from None
+    return data
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def describe_validation(exc: ValidationError) -> str:

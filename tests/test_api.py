@@ -353,3 +353,18 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for its reaper is gone too
         return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ('{"instruction": "x", "metadata": {"n": ' + "9" * 5000 + "}}", "not valid JSON"),
+    ('{"instruction": "x", "metadata": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+    ('{"instruction": "x", "metadata": {"n": NaN}}', "NaN is not a JSON value"),
+    ('{"instruction": "x", "timeout_s": Infinity}', "Infinity is not a JSON value"),
+    ('{"instruction": "x", "metadata": {"a": "\\udcff"}}', "invalid Unicode"),
+    ('{"instruction": "\\ud800"}', "invalid Unicode"),
+    (b'{"instruction": "\xff\xfe"}', "not valid JSON"),
+])
+def test_hostile_json_is_400_and_stores_nothing(server, raw, expected):
+    response = requests.post(f"{server.url}/tasks", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and expected in response.json()["detail"]
+    assert server.store.list()[1] == 0

@@ -85,14 +85,24 @@ def test_files_are_listed_and_downloaded_with_their_type(server, fake_llm):
 
 
 @pytest.mark.parametrize("path", ["../task.json", "out/../../task.json", "leak", "%2e%2e/task.json",
-                                  "..%2Ftask.json", "/etc/passwd", "nope.txt", "out"])
+                                  "..%2Ftask.json", "/etc/passwd", "nope.txt", "out", "loop", "loop/x"])
 def test_no_path_leaves_the_workspace(server, fake_llm, path):
-    code = "import os\nos.makedirs('out', exist_ok=True)\nos.symlink('/etc/passwd', 'leak')\n"
+    code = ("import os\nos.makedirs('out', exist_ok=True)\nos.symlink('/etc/passwd', 'leak')\n"
+            "os.symlink('loop', 'loop')\n")
     fake_llm.script(Reply("Writing.", blocks=[Block("python", code)]), Reply("Done."))
     task_id = server.submit("make a link")
     server.wait_for(task_id)
     response = requests.get(f"{server.url}/tasks/{task_id}/files/{path}")
     assert response.status_code == 404 and "root:" not in response.text
+
+
+def test_odd_file_names_are_listed_without_breaking_the_listing(server, fake_llm):
+    code = "import os\nopen(b'caf\\xe9-latin1.txt', 'w').write('x')\nos.symlink('loop', 'loop')\n"
+    fake_llm.script(Reply("Writing.", blocks=[Block("python", code)]), Reply("Done."))
+    task_id = server.submit("odd names")
+    server.wait_for(task_id)
+    response = requests.get(f"{server.url}/tasks/{task_id}/files")
+    assert response.status_code == 200 and len(response.json()["files"]) == 1
 
 
 def test_files_of_an_unknown_task_are_404(server):

@@ -89,8 +89,9 @@ def test_bad_stream_parameters_are_400(server, fake_llm):
     fake_llm.script(Reply("Done."))
     task_id = server.submit("quick")
     assert requests.get(f"{server.url}/tasks/{task_id}/events", params={"format": "xml"}).status_code == 400
-    response = requests.get(f"{server.url}/tasks/{task_id}/events", headers={"Last-Event-ID": "abc"})
-    assert response.status_code == 400 and "Last-Event-ID" in response.json()["detail"]
+    for bad in ("abc", "²", "9" * 5000, "-1"):
+        response = requests.get(f"{server.url}/tasks/{task_id}/events", headers={"Last-Event-ID": bad.encode().decode("latin-1")})
+        assert response.status_code == 400 and "Last-Event-ID" in response.json()["detail"]
 
 
 def test_many_open_streams_do_not_starve_the_api(start_server, fake_llm):

@@ -12,6 +12,7 @@ noticed.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Iterator
 
@@ -26,6 +27,9 @@ FORMATS = {"sse": "text/event-stream", "ndjson": "application/x-ndjson"}
 
 #: What a quiet stream sends now and then: an SSE comment, a blank NDJSON line.
 KEEPALIVE = {"sse": b": keepalive\n\n", "ndjson": b"\n"}
+
+MAX_SEQ = 10**12
+SEQ = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes "²"
 
 #: How often a quiet stream checks that its task still exists and can end.
 CHECK_S = 1.0
@@ -56,10 +60,10 @@ class TaskEvents:
     def _after(self, req: falcon.Request) -> int:
         last_id = req.get_header("Last-Event-ID")
         if last_id is not None and req.get_param("after") is None:
-            if not last_id.strip().isdigit():
-                raise falcon.HTTPBadRequest(description=f"Last-Event-ID must be an event seq, got {last_id!r}")
+            if not SEQ.fullmatch(last_id.strip()):
+                raise falcon.HTTPBadRequest(description=f"Last-Event-ID must be an event seq, got {last_id[:40]!r}")
             return int(last_id)
-        return int_param(req, "after", 0, low=0, high=10**12)
+        return int_param(req, "after", 0, low=0, high=MAX_SEQ)
 
     def _stream(self, task_id: str, cursor, fmt: str) -> Iterator[bytes]:
         """Yield events until task_end; the slot and the log are given back
@@ -104,7 +108,7 @@ class TaskEvents:
 
 
 def encode(event: dict, fmt: str) -> bytes:
-    line = json.dumps(event, ensure_ascii=False)
+    line = json.dumps(event)  # ASCII-escaped: any stored text can be sent
     if fmt == "ndjson":
         return (line + "\n").encode()
     return f"id: {event['seq']}\nevent: {event['type']}\ndata: {line}\n\n".encode()

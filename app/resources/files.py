@@ -12,6 +12,7 @@ import mimetypes
 import os
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 
 import falcon
 
@@ -38,13 +39,17 @@ class TaskFile:
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str, path: str) -> None:
         workspace = self.store.workspace(task_id)
         target = resolve_inside(workspace, path)
-        if target is None or not target.is_file():
-            raise falcon.HTTPNotFound(description=f"Task {task_id} has no file {path!r}")
-        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        resp.content_type = content_type
+        try:
+            if target is None or not target.is_file():
+                raise FileNotFoundError(path)
+            stream = open(target, "rb")
+            size = os.fstat(stream.fileno()).st_size
+        except OSError:  # gone, unreadable, or not a file: as good as absent
+            raise falcon.HTTPNotFound(description=f"Task {task_id} has no file {path!r}") from None
+        resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         resp.downloadable_as = target.name
-        resp.content_length = target.stat().st_size
-        resp.stream = open(target, "rb")
+        resp.content_length = size
+        resp.stream = stream
 
 
 def list_files(workspace: Path, limit: int) -> tuple[list[dict], bool]:
@@ -55,8 +60,11 @@ def list_files(workspace: Path, limit: int) -> tuple[list[dict], bool]:
         dirs.sort()
         for name in sorted(names):
             full = Path(folder, name)
-            stat = full.lstat()
-            if not full.is_symlink() and full.is_file():
+            try:
+                stat = full.lstat()
+            except OSError:  # removed while we looked
+                continue
+            if S_ISREG(stat.st_mode):
                 if len(found) == limit:
                     return found, True
                 found.append({
@@ -74,6 +82,9 @@ def resolve_inside(workspace: Path, path: str) -> Path | None:
     relative = PurePosixPath(path)
     if relative.is_absolute() or ".." in relative.parts:
         return None
-    root = workspace.resolve()
-    target = (root / relative).resolve()
+    try:
+        root = workspace.resolve()
+        target = (root / relative).resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return None
     return target if target.is_relative_to(root) and target != root else None
