@@ -15,7 +15,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from config import AppConfig
-from storage import TaskStore
+from storage import InvalidTransition, StorageError, TaskStore
 from storage.idempotency import IdempotencyKeys
 
 from .broker import is_embedded, make_broker, ping
@@ -106,7 +106,9 @@ class TaskSystem:
         """Remove finished tasks older than `max_age_hours`, and the
         idempotency keys as old; returns how many tasks went."""
         removed = self.store.delete_finished_older_than(max_age_hours)
-        self.keys.prune(max_age_hours)
+        # Keys live as long as tasks are kept by the settings, whatever age
+        # this one cleanup was asked for, so a retry cannot start a twin.
+        self.keys.prune(self.settings.max_age_hours)
         log.info("Cleanup removed %d finished task(s) older than %g h", removed, max_age_hours)
         return removed
 
@@ -161,17 +163,21 @@ class TaskSystem:
     def recover(self) -> tuple[int, int]:
         """After a restart in embedded mode: queue the pending tasks again and
         end the ones a dead process left running. Returns both counts."""
-        failed = 0
+        failed = requeued = 0
         for task_id in self.store.ids_with_status("running"):
-            self.store.end_task(task_id, "error", error=INTERRUPTED_BY_SHUTDOWN)
+            try:  # one damaged task must not keep the others, or the server, down
+                self.store.end_task(task_id, "error", error=INTERRUPTED_BY_SHUTDOWN)
+            except (StorageError, InvalidTransition) as exc:
+                log.error("Task %s could not be recovered: %s", task_id, exc)
+                continue
             self.task_finished(task_id)
             failed += 1
-        pending = self.store.ids_with_status("pending")
-        for task_id in pending:
+        for task_id in self.store.ids_with_status("pending"):
             self.submit(task_id)
-        if failed or pending:
-            log.info("Recovered after restart: %d pending task(s) queued again, %d interrupted", len(pending), failed)
-        return len(pending), failed
+            requeued += 1
+        if failed or requeued:
+            log.info("Recovered after restart: %d pending task(s) queued again, %d interrupted", requeued, failed)
+        return requeued, failed
 
     def stop(self, timeout_s: float = 8.0) -> None:
         """Stop the schedule and the workers; running tasks end as errors."""

@@ -7,7 +7,7 @@ import logging
 import falcon
 
 from actors.system import BrokerUnavailable
-from storage import FINISHED, STATUSES, InvalidTransition, TaskNotFound
+from storage import FINISHED, STATUSES, InvalidTransition, StorageError, TaskNotFound
 
 from ..models import CancelResponse, SubmitResponse, TaskList, TaskResult, TaskStatus, TaskSubmission, shape
 from ..requests import int_param, json_body
@@ -38,7 +38,11 @@ class TaskCollection:
         state = self.store.create(submission.instruction, submission.metadata, submission.options(), extra=extra)
         task_id = state["task_id"]
         if key is not None:
-            first = self._first_with_key(key, task_id)
+            try:
+                first = self._first_with_key(key, task_id)
+            except StorageError:
+                self.store.delete(task_id)  # no key, no queue: the task must not linger
+                raise
             if first is not None:
                 resp.media = shape(SubmitResponse, {
                     "task_id": first["task_id"], "status": first["status"],
