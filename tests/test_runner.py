@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from actors.system import TaskSystem
 from storage import StorageError
 
