@@ -32,12 +32,12 @@ class EngineFactory:
         """An engine with the task's overrides: `llm`, `role`, `max_rounds`
         and `timeout_s` (the task's time limit)."""
         settings = self.config.settings.engine_settings()
-        update = {}
+        # Code in a bubblewrap sandbox must not see the other tasks.
+        update: dict = {"sandbox_hide": [*settings.sandbox_hide, str(self.config.settings.data_dir.absolute())]}
         if options.get("max_rounds"):
             update["max_rounds"] = options["max_rounds"]
         if options.get("timeout_s"):
             update["task_timeout_s"] = options["timeout_s"]
-        if update:
-            settings = settings.model_copy(update=update)
+        settings = settings.model_copy(update=update)
         role = options.get("role") or self.config.role
         return Engine(self.provider(options.get("llm")), settings, role=role)

@@ -14,6 +14,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
+from agent.executor import protect_from_children
 from config import AppConfig
 from storage import InvalidTransition, StorageError, TaskStore
 from storage.idempotency import IdempotencyKeys
@@ -144,6 +145,7 @@ class TaskSystem:
 
     def start_workers(self, threads: int | None = None) -> None:
         """Consume tasks in this process with `threads` worker threads."""
+        protect_from_children()
         self.broker.emit_after("process_boot")
         # worker_timeout caps how long an idle Redis consumer sleeps between
         # polls, and so how long a new task can wait before it starts.

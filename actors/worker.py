@@ -7,6 +7,7 @@ data folder, LLM...) comes from the environment and the config directory.
 
 import dramatiq
 
+from agent.executor import protect_from_children
 from config import load_config
 
 from .logs import setup_logging
@@ -15,5 +16,6 @@ from .system import TaskSystem
 _config = load_config()
 setup_logging(_config.settings.debug)
 system = TaskSystem(_config)
+protect_from_children()  # this process runs model-written code
 broker = system.broker
 dramatiq.set_broker(broker)

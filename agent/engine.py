@@ -76,6 +76,8 @@ def exec_limits(settings: EngineSettings) -> ExecLimits:
         output_cap_bytes=settings.output_cap_bytes,
         env_allow=tuple(settings.env_allow),
         poll_interval_s=settings.cancel_poll_s,
+        sandbox=settings.sandbox,
+        hide_paths=tuple(settings.sandbox_hide),
     )
 
 

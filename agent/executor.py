@@ -82,6 +82,8 @@ class ExecLimits:
     output_cap_bytes: int = 65536  # per stream (stdout, stderr)
     env_allow: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
     poll_interval_s: float = 0.1   # how often the cancel probe is polled (must be <= 0.2)
+    sandbox: str = "process"       # or "bubblewrap" (see bubblewrap_argv)
+    hide_paths: tuple[str, ...] = ()  # folders masked inside the bubblewrap sandbox
 
 
 @dataclass
@@ -129,6 +131,7 @@ class Executor:
 
     def __init__(self, limits: ExecLimits = ExecLimits()) -> None:
         self.limits = limits
+        self._bwrap = find_bwrap() if limits.sandbox == "bubblewrap" else None
         self._interpreters: dict[str, str] = {"python": sys.executable}
         for shell in ("bash", "sh"):
             path = shutil.which(shell)
@@ -204,6 +207,8 @@ class Executor:
         argv = [sys.executable, *(() if lang == "python" else ("-S",)), "-c", _BOOTSTRAP,
                 str(lim.memory_mb * mb), str(lim.max_file_mb * mb), str(lim.max_processes), "0",
                 mode, str(script), syspath0]
+        if self._bwrap is not None:
+            argv = bubblewrap_argv(self._bwrap, workspace, tmpdir, lim.hide_paths) + argv
         try:
             proc = subprocess.Popen(argv, cwd=workspace, env=self._env(workspace, tmpdir),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -298,3 +303,43 @@ def _read(sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
         key.data.add(data)
     else:
         sel.unregister(key.fileobj)
+
+
+def find_bwrap() -> str:
+    """The bwrap program, or RuntimeError saying how to get it."""
+    path = shutil.which("bwrap")
+    if path is None:
+        raise RuntimeError("sandbox 'bubblewrap' needs the bwrap program: install bubblewrap "
+                           "(apt-get install bubblewrap) or set engine.sandbox to 'process'")
+    return path
+
+
+def bubblewrap_argv(bwrap: str, workspace: Path, tmpdir: str, hide: tuple[str, ...]) -> list[str]:
+    """Run under bwrap: the host's files read-only, `hide` masked by empty
+    tmpfs mounts, a private /tmp, only the workspace and the block's scratch
+    folder writable, a PID namespace of its own (the server's processes and
+    their environments are invisible), and death with the worker that
+    started it (so a killed worker leaves no code behind)."""
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for path in hide:
+        if os.path.isdir(path):
+            argv += ["--tmpfs", os.path.abspath(path)]
+    argv += ["--tmpfs", "/tmp", "--bind", tmpdir, tmpdir, "--bind", str(workspace), str(workspace),
+             "--unshare-pid", "--die-with-parent", "--chdir", str(workspace), "--"]
+    return argv
+
+
+def protect_from_children() -> None:
+    """Make this process non-dumpable, so code it runs as the same user
+    cannot read its memory or /proc/<pid>/environ (where the LLM keys are).
+    Linux only, best effort; root bypasses it, which is why the service
+    should not run as root."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_DUMPABLE = 4

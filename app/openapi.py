@@ -30,7 +30,7 @@ ERRORS = {
     "405": "Method not allowed on this path",
     "413": "Request body over max_body_bytes",
     "415": "Body not sent as application/json",
-    "503": "Task queue or storage unavailable, or too many open streams",
+    "503": "Task queue or storage unavailable (or a damaged task file), or too many open streams",
     "500": "Internal error (details in the server log)",
 }
 
@@ -72,7 +72,8 @@ def build_openapi(settings, *, secured: bool) -> dict:
     auth = ("401",) if secured else ()
     # The description pages need no token while public_docs is on.
     docs_security = {"security": []} if settings.public_docs else {}
-    common = auth + ("500",)
+    # Any endpoint that touches storage answers 503 when it fails.
+    common = auth + ("503", "500")
     wait = _wait(settings.max_wait_s)
     paths = {
         "/": {"get": _operation("API information and endpoints", {"200": _json({"type": "object"}, "API information")},
@@ -85,7 +86,7 @@ def build_openapi(settings, *, secured: bool) -> dict:
             "post": _operation(
                 "Submit a task", {"200": _json({"oneOf": [_ref(SubmitResponse), _ref(TaskResult)]},
                                                "The new task; with wait, its result when it finished in time")},
-                errors=("400", "413", "415", "503") + common, op_id="submit_task",
+                errors=("400", "413", "415") + common, op_id="submit_task",
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
                                    "schema": {"type": "string", "maxLength": 255},
                                    "description": "A repeated key returns the first task instead of starting another."}],
@@ -120,7 +121,7 @@ def build_openapi(settings, *, secured: bool) -> dict:
                 {"200": {"description": "The events: SSE (id = seq, event = type, data = the JSON line) or NDJSON",
                          "content": {"text/event-stream": {"schema": {"type": "string"}},
                                      "application/x-ndjson": {"schema": {"type": "string"}}}}},
-                errors=("400", "404", "503") + common, op_id="stream_events",
+                errors=("400", "404") + common, op_id="stream_events",
                 parameters=[
                     _query("after", {"type": "integer", "minimum": 0}, "Start after this seq (also: the Last-Event-ID header)"),
                     _query("format", {"type": "string", "enum": ["sse", "ndjson"]}, "sse (default) or ndjson"),

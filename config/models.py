@@ -40,6 +40,12 @@ class EngineSettings(BaseModel):
     llm_backoff_s: float = Field(1.0, ge=0)
     cancel_poll_s: float = Field(0.1, gt=0, le=0.2)
     lang: Literal["en", "zh"] = "en"
+    #: "process": a subprocess with limits (always). "bubblewrap": also inside
+    #: bwrap, with its own PID namespace, a read-only root, the folders in
+    #: `sandbox_hide` (the service adds its data folder) hidden, only the
+    #: task's workspace writable, and killed if its worker dies.
+    sandbox: Literal["process", "bubblewrap"] = "process"
+    sandbox_hide: list[str] = Field(default_factory=list)
 
 
 

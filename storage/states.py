@@ -23,6 +23,28 @@ STATUS_FIELDS = ("task_id", "instruction", "status", "created_at", "started_at",
 SUMMARY_FIELDS = ("task_id", "instruction", "status", "created_at", "started_at", "completed_at")
 
 
+def state_problem(state: object, task_id: str) -> str | None:
+    """What makes `state` unusable as this task's state, or None. A damaged
+    task.json (a crash, a hand edit, code that wrote to it) must read as
+    damaged, not break every listing that includes it."""
+    if not isinstance(state, dict):
+        return "does not hold a task state"
+    if state.get("task_id") != task_id:
+        return "names another task"
+    if state.get("status") not in STATUSES:
+        return f"has an unknown status {state.get('status')!r}"
+    for field in ("instruction", "created_at"):
+        if not isinstance(state.get(field), str):
+            return f"lacks its {field}"
+    for field in ("started_at", "completed_at", "error"):
+        if not isinstance(state.get(field), (str, type(None))):
+            return f"has a bad {field}"
+    for field in ("metadata", "options", "context"):
+        if not isinstance(state.get(field, {}), dict):
+            return f"has a bad {field}"
+    return None
+
+
 def new_state(task_id: str, instruction: str, created_at: str, metadata: dict | None,
               options: dict | None, extra: dict | None) -> dict:
     """The state of a task just submitted. `extra` (e.g. an idempotency key)

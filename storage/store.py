@@ -35,7 +35,7 @@ from .follow import EventCursor
 from .index import TaskIndex, record_of
 from .queries import IndexedQueries
 from .results import build_result
-from .states import ALLOWED, FINISHED, advance, end_content, new_state
+from .states import ALLOWED, FINISHED, advance, end_content, new_state, state_problem
 from .times import format_ts, system_clock
 
 log = logging.getLogger("aipy.storage")
@@ -107,8 +107,10 @@ class TaskStore(IndexedQueries):
         except ValueError:
             raise StorageError(f"task {task_id}: {folder / 'task.json'} is not valid JSON; "
                                "restore it or delete the task folder") from None
-        if not isinstance(state, dict):
-            raise StorageError(f"task {task_id}: {folder / 'task.json'} does not hold a task state")
+        problem = state_problem(state, task_id)
+        if problem:
+            raise StorageError(f"task {task_id}: {folder / 'task.json'} {problem}; "
+                               "restore it or delete the task folder")
         return state
 
     def _read_or_none(self, task_id: str) -> dict | None:

@@ -368,3 +368,14 @@ def test_hostile_json_is_400_and_stores_nothing(server, raw, expected):
     response = requests.post(f"{server.url}/tasks", data=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and expected in response.json()["detail"]
     assert server.store.list()[1] == 0
+
+
+def test_a_damaged_task_file_does_not_break_the_listing(start_server):
+    server = start_server(workers=False)
+    good = server.submit("good")
+    bad = server.submit("bad")
+    (server.store.tasks_dir / bad / "task.json").write_text(f'{{"task_id": "{bad}", "status": "completed"}}')
+    listing = requests.get(f"{server.url}/tasks")
+    assert listing.status_code == 200 and list(listing.json()["tasks"]) == [good]
+    response = requests.get(f"{server.url}/tasks/{bad}")
+    assert response.status_code == 503 and "lacks its instruction" in response.json()["detail"]
