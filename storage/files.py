@@ -87,12 +87,6 @@ def _write_chunks(fd: int, chunks: Iterable[bytes], size: int = 1 << 20) -> None
         write_all(fd, b"".join(pending))
 
 
-def read_json(path: Path) -> Any:
-    """Parse one JSON file (FileNotFoundError and ValueError propagate)."""
-    with open(path, "rb") as handle:
-        return json.loads(handle.read())
-
-
 def append_fixing_torn_tail(fd: int, data: bytes) -> None:
     """Append `data` (whole lines) to an O_APPEND file opened for reading too.
 

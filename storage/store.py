@@ -18,6 +18,7 @@ listing, recovery and cleanup go through the index and never scan folders.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -40,6 +41,9 @@ from .times import format_ts, system_clock
 
 log = logging.getLogger("aipy.storage")
 
+#: States kept by `get` before the cache starts over (a few MB at most).
+STATE_CACHE_SIZE = 4096
+
 #: A folder without task.json this much older than now is the remains of a
 #: process killed mid-create, not a create in progress; it is removed.
 ORPHAN_AGE_S = 600.0
@@ -60,7 +64,7 @@ class TaskStore(IndexedQueries):
         self._clock = clock
         self._new_id = new_id
         self._fsync = fsync
-        self._cancel_seen: dict[str, tuple[tuple, bool]] = {}
+        self._states: dict[str, tuple[tuple, bytes]] = {}  # task id -> (stat key, task.json bytes)
         try:
             self.tasks_dir.mkdir(parents=True, exist_ok=True)
             self.trash_dir.mkdir(exist_ok=True)
@@ -102,8 +106,13 @@ class TaskStore(IndexedQueries):
         return format_ts(self._clock())
 
     def _read(self, task_id: str, folder: Path) -> dict:
+        path = folder / "task.json"
+        return self._parse(task_id, path, path.read_bytes())
+
+    def _parse(self, task_id: str, path: Path, raw: bytes) -> dict:
+        folder = path.parent
         try:
-            state = files.read_json(folder / "task.json")
+            state = json.loads(raw)
         except ValueError:
             raise StorageError(f"task {task_id}: {folder / 'task.json'} is not valid JSON; "
                                "restore it or delete the task folder") from None
@@ -159,9 +168,23 @@ class TaskStore(IndexedQueries):
         return state
 
     def get(self, task_id: object) -> dict:
+        """The task's state, fresh. While task.json is unchanged (every write
+        replaces it, so its inode changes) this costs one stat: reading the
+        file anew is the slow part of a status request under load."""
         canonical, folder = self._folder(task_id)
+        path = folder / "task.json"
         with self._guard("read the state", canonical):
-            return self._read(canonical, folder)
+            stat = os.stat(path)
+            key = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+            cached = self._states.get(canonical)
+            if cached is not None and cached[0] == key:
+                return json.loads(cached[1])  # a new dict each time: callers may change theirs
+            raw = path.read_bytes()
+            state = self._parse(canonical, path, raw)
+        if len(self._states) > STATE_CACHE_SIZE:
+            self._states.clear()
+        self._states[canonical] = (key, raw)
+        return state
 
     def workspace(self, task_id: object) -> Path:
         canonical, folder = self._folder(task_id)
@@ -221,20 +244,8 @@ class TaskStore(IndexedQueries):
 
     def is_cancel_requested(self, task_id: object) -> bool:
         """Polled every 100 ms per running task: one stat while task.json is
-        unchanged (every write replaces it, so its inode changes)."""
-        canonical, folder = self._folder(task_id)
-        path = folder / "task.json"
-        with self._guard("read the state", canonical):
-            stat = os.stat(path)
-            key = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
-            seen = self._cancel_seen.get(canonical)
-            if seen is not None and seen[0] == key:
-                return seen[1]
-            requested = bool(self._read(canonical, folder).get("cancel_requested"))
-        if len(self._cancel_seen) > 4096:
-            self._cancel_seen.clear()
-        self._cancel_seen[canonical] = (key, requested)
-        return requested
+        unchanged (see `get`)."""
+        return bool(self.get(task_id).get("cancel_requested"))
 
     def end_task(self, task_id: object, status: str, *, error: str | None = None) -> dict:
         """Finish a task its engine did not finish (crash, recovery): the log
