@@ -49,5 +49,6 @@ def create_app(system) -> falcon.App:
     app.add_route("/tasks/{task_id}/files", TaskFiles(system))
     app.add_route("/tasks/{task_id}/files/{path:path}", TaskFile(system))
     app.add_route("/admin/cleanup", CleanupResource(system))
-    add_docs(app, build_openapi(settings, secured=bool(token)), API_NAME)
+    document = build_openapi(settings, secured=bool(token), providers=list(system.config.llm.providers))
+    add_docs(app, document, API_NAME)
     return app

@@ -27,7 +27,7 @@ class TaskSubmission(BaseModel):
     max_rounds: int | None = Field(None, ge=1, le=1000, description="LLM rounds before the task ends as error.")
     timeout_s: float | None = Field(None, gt=0, description="The task's time limit in seconds.")
     callback_url: str | None = Field(
-        None, min_length=1, max_length=2048,
+        None, min_length=1, max_length=2048, json_schema_extra={"format": "uri"},
         description="When the task finishes, its result JSON is POSTed here (e.g. n8n's $execution.resumeUrl).",
     )
 

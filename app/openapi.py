@@ -26,7 +26,7 @@ MODELS: list[type[BaseModel]] = [
 ERRORS = {
     "400": "Invalid request (the detail names each bad field) or a task that cannot be cancelled",
     "401": "Missing or wrong API token",
-    "404": "No such task, file or route",
+    "404": "No such task, file or route (a submit that waited: its task was removed by a cleanup meanwhile)",
     "405": "Method not allowed on this path",
     "413": "Request body over max_body_bytes",
     "415": "Body not sent as application/json",
@@ -66,9 +66,10 @@ def _operation(summary: str, responses: dict, *, errors: tuple[str, ...], parame
     return operation
 
 
-def build_openapi(settings, *, secured: bool) -> dict:
+def build_openapi(settings, *, secured: bool, providers: list[str] | None = None) -> dict:
     """The document for a server with these settings; `secured` adds the
-    bearer scheme (and 401s) when an API token is configured."""
+    bearer scheme (and 401s) when an API token is configured; `providers`
+    lists the LLM names a task may ask for."""
     auth = ("401",) if secured else ()
     # The description pages need no token while public_docs is on.
     docs_security = {"security": []} if settings.public_docs else {}
@@ -86,9 +87,9 @@ def build_openapi(settings, *, secured: bool) -> dict:
             "post": _operation(
                 "Submit a task", {"200": _json({"oneOf": [_ref(SubmitResponse), _ref(TaskResult)]},
                                                "The new task; with wait, its result when it finished in time")},
-                errors=("400", "413", "415") + common, op_id="submit_task",
+                errors=("400", "404", "413", "415") + common, op_id="submit_task",
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
-                                   "schema": {"type": "string", "maxLength": 255},
+                                   "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
                                    "description": "A repeated key returns the first task instead of starting another."}],
                 body={"required": True, "content": {"application/json": {"schema": _ref(TaskSubmission)}}},
             ),
@@ -98,7 +99,7 @@ def build_openapi(settings, *, secured: bool) -> dict:
                 parameters=[
                     _query("status", {"type": "string", "enum": ["pending", "running", "completed", "error", "cancelled"]}, "Only tasks in this status"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.list_max_limit}, f"Page size (default {settings.list_default_limit})"),
-                    _query("offset", {"type": "integer", "minimum": 0}, "Tasks to skip"),
+                    _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "Tasks to skip"),
                 ],
             ),
         },
@@ -123,9 +124,10 @@ def build_openapi(settings, *, secured: bool) -> dict:
                                      "application/x-ndjson": {"schema": {"type": "string"}}}}},
                 errors=("400", "404") + common, op_id="stream_events",
                 parameters=[
-                    _query("after", {"type": "integer", "minimum": 0}, "Start after this seq (also: the Last-Event-ID header)"),
+                    _query("after", {"type": "integer", "minimum": 0, "maximum": 10**12}, "Start after this seq (also: the Last-Event-ID header)"),
                     _query("format", {"type": "string", "enum": ["sse", "ndjson"]}, "sse (default) or ndjson"),
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+                    {"name": "Last-Event-ID", "in": "header", "required": False,
+                     "schema": {"type": "string", "pattern": "^[0-9]{0,12}$"}},
                 ],
             ),
         },
@@ -154,7 +156,7 @@ def build_openapi(settings, *, secured: bool) -> dict:
             "post": _operation(
                 "Remove finished tasks older than max_age_hours", {"200": _json(_ref(MessageResponse), "How many went")},
                 errors=("400",) + common, op_id="cleanup",
-                parameters=[_query("max_age_hours", {"type": "number", "minimum": 0},
+                parameters=[_query("max_age_hours", {"type": "number", "minimum": 0, "maximum": 10**6},
                                    f"Age in hours (default {settings.max_age_hours:g})")],
             ),
         },
@@ -164,7 +166,7 @@ def build_openapi(settings, *, secured: bool) -> dict:
         "info": {"title": API_NAME, "version": VERSION,
                  "description": "Submit natural-language tasks; an AI agent writes and runs code for each one."},
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": _schemas(providers)},
     }
     if secured:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -172,10 +174,15 @@ def build_openapi(settings, *, secured: bool) -> dict:
     return document
 
 
-def _schemas() -> dict:
+def _schemas(providers: list[str] | None) -> dict:
     schemas: dict[str, Any] = {}
     for model in MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    if providers:
+        llm = schemas["TaskSubmission"]["properties"]["llm"]
+        for branch in llm.get("anyOf", [llm]):
+            if branch.get("type") == "string":
+                branch["enum"] = sorted(providers)
     return schemas

@@ -4,6 +4,7 @@ parameters with clear 400s, so resources stay thin."""
 from __future__ import annotations
 
 import json
+import math
 from typing import TypeVar
 
 import falcon
@@ -81,6 +82,6 @@ def _number_param(req: falcon.Request, name: str, default, kind: type, noun: str
         value = kind(raw)
     except ValueError:
         raise falcon.HTTPBadRequest(description=f"query parameter {name} must be {noun}, got {raw!r}") from None
-    if not (low <= value <= high):
+    if not (low <= value <= high) or (kind is float and not math.isfinite(value)):
         raise falcon.HTTPBadRequest(description=f"query parameter {name} must be between {low:g} and {high:g}, got {raw}")
     return value

@@ -8,6 +8,7 @@ API's other requests still find a free thread.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -42,7 +43,7 @@ class WaitBudget:
 
 def wait_param(req: falcon.Request, max_wait_s: float) -> float:
     """`?wait=SECONDS`, capped at `max_wait_s`; 0 when absent."""
-    return min(float_param(req, "wait", 0.0, low=0, high=10**6), max_wait_s)
+    return min(float_param(req, "wait", 0.0, low=0, high=math.inf), max_wait_s)
 
 
 def wait_until_finished(store: TaskStore, task_id: str, seconds: float, budget: WaitBudget) -> dict:

@@ -134,11 +134,28 @@ def test_wait_is_capped_by_max_wait_s(start_server):
     assert time.monotonic() - started < 2
 
 
+def test_a_huge_wait_is_capped_not_refused(start_server):
+    server = start_server(workers=False, max_wait_s=0.2)
+    task_id = server.submit("stays pending")
+    response = requests.get(f"{server.url}/tasks/{task_id}", params={"wait": "1e300"}, timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "pending"
+
+
 def test_bad_wait_is_400(server, fake_llm):
     fake_llm.script(Reply("Done."))
     task_id = server.submit("quick")
-    response = requests.get(f"{server.url}/tasks/{task_id}", params={"wait": "soon"})
-    assert response.status_code == 400 and "wait" in response.json()["detail"]
+    for bad in ("soon", "-1", "inf", "nan"):
+        response = requests.get(f"{server.url}/tasks/{task_id}", params={"wait": bad})
+        assert response.status_code == 400 and "wait" in response.json()["detail"]
+
+
+def test_an_empty_last_event_id_means_from_the_start(server, fake_llm):
+    fake_llm.script(Reply("Done."))
+    task_id = server.submit("quick")
+    server.wait_for(task_id)
+    response = requests.get(f"{server.url}/tasks/{task_id}/events", params={"format": "ndjson"},
+                            headers={"Last-Event-ID": ""}, timeout=10)
+    assert [json.loads(line)["seq"] for line in response.text.splitlines() if line] == [1, 2, 3]
 
 
 def test_submit_with_wait_answers_the_result_when_it_comes_in_time(server, fake_llm):

@@ -58,9 +58,9 @@ class TaskEvents:
         resp.stream = self._stream(task_id, cursor, fmt)
 
     def _after(self, req: falcon.Request) -> int:
-        last_id = req.get_header("Last-Event-ID")
-        if last_id is not None and req.get_param("after") is None:
-            if not SEQ.fullmatch(last_id.strip()):
+        last_id = (req.get_header("Last-Event-ID") or "").strip()  # empty means none, as in SSE
+        if last_id and req.get_param("after") is None:
+            if not SEQ.fullmatch(last_id):
                 raise falcon.HTTPBadRequest(description=f"Last-Event-ID must be an event seq, got {last_id[:40]!r}")
             return int(last_id)
         return int_param(req, "after", 0, low=0, high=MAX_SEQ)
