@@ -143,6 +143,18 @@ class TaskSystem:
 
     # -- in-process roles -------------------------------------------------
 
+    def start_in_process(self, *, run_tasks: bool) -> None:
+        """Start what this process must do itself. Embedded mode is the
+        whole system: recover, work and schedule here. Over Redis, work
+        here only when `run_tasks`; the clock process owns the schedule
+        and the broker keeps pending tasks across restarts."""
+        if self.embedded:
+            self.recover()
+        if self.embedded or run_tasks:
+            self.start_workers()
+        if self.embedded:
+            self.start_schedule()
+
     def start_workers(self, threads: int | None = None) -> None:
         """Consume tasks in this process with `threads` worker threads."""
         protect_from_children()

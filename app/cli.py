@@ -63,13 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"🤖 AIPython Agent Mode ({VERSION})", flush=True)
     print(f"🚀 Starting HTTP API server on {args.host}:{port}", flush=True)
     system = TaskSystem(config)
-    run_here = system.embedded or not args.no_worker
-    if system.embedded:
-        system.recover()
-    if run_here:
-        system.start_workers()
-    if system.embedded:
-        system.start_schedule()
+    system.start_in_process(run_tasks=not args.no_worker)
     print("✅ Agent manager initialized", flush=True)
     print(f"🔗 API Documentation: http://{args.host}:{port}/docs", flush=True)
     print(f"📊 Health Check: http://{args.host}:{port}/health", flush=True)

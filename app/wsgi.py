@@ -15,8 +15,5 @@ from .factory import create_app
 config = load_config()
 setup_logging(config.settings.debug)
 system = TaskSystem(config)
-if system.embedded:
-    system.recover()
-    system.start_workers()
-    system.start_schedule()
+system.start_in_process(run_tasks=False)
 app = create_app(system)

@@ -110,15 +110,14 @@ class TaskStore(IndexedQueries):
         return self._parse(task_id, path, path.read_bytes())
 
     def _parse(self, task_id: str, path: Path, raw: bytes) -> dict:
-        folder = path.parent
         try:
             state = json.loads(raw)
         except ValueError:
-            raise StorageError(f"task {task_id}: {folder / 'task.json'} is not valid JSON; "
+            raise StorageError(f"task {task_id}: {path} is not valid JSON; "
                                "restore it or delete the task folder") from None
         problem = state_problem(state, task_id)
         if problem:
-            raise StorageError(f"task {task_id}: {folder / 'task.json'} {problem}; "
+            raise StorageError(f"task {task_id}: {path} {problem}; "
                                "restore it or delete the task folder")
         return state
 
