@@ -37,8 +37,9 @@ from storage.times import format_ts  # noqa: E402
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def _make_task(tasks_dir: Path, n: int) -> bytes:
-    """One finished task folder; returns its index journal lines."""
+def _make_task(root: Path, n: int) -> bytes:
+    """One finished task: its state folder and its workspace; returns its
+    index journal lines."""
     task_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
     created = START + timedelta(seconds=n)
     state = new_state(task_id, f"benchmark task {n}: count the lines of every .txt file",
@@ -48,8 +49,9 @@ def _make_task(tasks_dir: Path, n: int) -> bytes:
     journal.append(record_of(state))
     advance(state, "completed", format_ts(created + timedelta(seconds=2)))
     journal.append(record_of(state))
-    folder = tasks_dir / task_id
-    (folder / "workspace").mkdir(parents=True)
+    folder = root / "tasks" / task_id
+    folder.mkdir(0o700)
+    (root / "workspaces" / task_id).mkdir(0o700)
     events = [
         {"seq": 1, "type": "task_start", "timestamp": state["started_at"], "content": {"instruction": state["instruction"]}},
         {"seq": 2, "type": "task_end", "timestamp": state["completed_at"], "content": end_content("completed")},
@@ -60,11 +62,12 @@ def _make_task(tasks_dir: Path, n: int) -> bytes:
 
 
 def populate(root: Path, count: int) -> None:
-    tasks_dir = root / "tasks"
-    tasks_dir.mkdir(parents=True)
+    # An empty store first: the folders, their modes and the layout version,
+    # so the measured open is that of a store already in today's layout.
+    TaskStore(root).close()
     with ThreadPoolExecutor(8) as pool:
-        journal = list(pool.map(lambda n: _make_task(tasks_dir, n), range(count), chunksize=256))
-    (tasks_dir / INDEX_NAME).write_bytes(b"".join(journal))
+        journal = list(pool.map(lambda n: _make_task(root, n), range(count), chunksize=256))
+    (root / "tasks" / INDEX_NAME).write_bytes(b"".join(journal))
 
 
 def _proc_status_mb(field: str) -> float:

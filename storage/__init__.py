@@ -1,6 +1,7 @@
-"""The file-based task store: one folder per task with its state, its
-append-only event log and its workspace, plus a listing index. It knows
-nothing of HTTP or Dramatiq (see store.py and index.py for the design)."""
+"""The file-based task store: one folder per task with its state and its
+append-only event log, a listing index, and apart from them the tasks'
+workspaces. It knows nothing of HTTP or Dramatiq (see store.py, index.py and
+layout.py for the design)."""
 
 from .errors import InvalidTransition, StorageError, TaskNotFound
 from .states import FINISHED, STATUSES

@@ -17,15 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import files
+from . import files, layout
 from .errors import storage_error
 
 
 class IdempotencyKeys:
     def __init__(self, root: Path | str):
+        """The keys of the data folder `root`, in ``<root>/idempotency/``
+        (mode 0700, made if missing; see layout.py)."""
         self.folder = Path(root) / "idempotency"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            layout.ensure_dir(self.folder, layout.STATE_MODE)
         except OSError as exc:
             raise storage_error("create the idempotency folder", exc, self.folder) from exc
 

@@ -45,9 +45,10 @@ Rewrites
 Repairs
     The first load in a process walks the folder names (one ``scandir``, no
     file reads) and journals what a crash lost: folders the index lacks, and
-    records whose folder is gone. Readers that find a task.json missing or
-    with a newer status than the index says (a list page, recovery's
-    candidates) journal that too.
+    records whose folder is gone. Folders without a task.json, and the ids
+    of gone folders (whose workspaces may remain), go to `discard_orphan`.
+    Readers that find a task.json missing or with a newer status than the
+    index says (a list page, recovery's candidates) journal that too.
 
 Lock order: the in-memory mutex may be held while taking the file lock,
 never the reverse.
@@ -89,7 +90,7 @@ class TaskIndex:
         self.path = tasks_dir / INDEX_NAME
         self._lock_path = tasks_dir / ".index.lock"
         self._read_state = read_state          # task id -> state, None if unreadable
-        self._discard_orphan = discard_orphan  # a folder without task.json
+        self._discard_orphan = discard_orphan  # a folder without task.json, a gone task's workspace
         self._fsync = fsync
         self._mutex = threading.Lock()         # guards the snapshot
         self._file_thread_lock = threading.Lock()
@@ -268,6 +269,8 @@ class TaskIndex:
             gone = [{"id": task_id, "status": "deleted"} for task_id in known.keys() - present]
             snap.table.apply_many(gone)
             repairs.extend(gone)
+            for record in gone:
+                self._discard_orphan(record["id"])
         if repairs:
             log.info("Task index: %d record(s) repaired from the task folders", len(repairs))
             try:

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-from . import trash
 from .index import TaskIndex, record_of
 from .states import FINISHED, STATUSES, summary
 from .table import RANK
 from .times import format_ts, ts_key
+from .trash import Trash
 
 #: Threads that remove folders during a large cleanup.
 CLEANUP_THREADS = 8
@@ -31,7 +31,7 @@ class IndexedQueries:
 
     index: TaskIndex
     tasks_dir: Path
-    trash_dir: Path
+    _trash: Trash
     _clock: Callable[[], datetime]
     _guard: Callable[[str, str], AbstractContextManager]
     _read_or_none: Callable[[str], dict | None]
@@ -89,8 +89,10 @@ class IndexedQueries:
         return [state["task_id"] for state in states if state.get("status") in statuses]
 
     def delete_finished_older_than(self, max_age_hours: float) -> int:
-        """Delete finished tasks completed more than `max_age_hours` ago;
-        pending and running tasks are never touched. Returns how many."""
+        """Delete finished tasks completed more than `max_age_hours` ago,
+        their state and their workspace; pending and running tasks are never
+        touched. Then finish what interrupted deletions left in the trash.
+        Returns how many tasks were deleted."""
         try:
             cutoff = ts_key(format_ts(self._clock() - timedelta(hours=max_age_hours)))
         except OverflowError:  # older than the calendar: nothing is that old
@@ -102,15 +104,8 @@ class IndexedQueries:
             with ThreadPoolExecutor(CLEANUP_THREADS, thread_name_prefix="cleanup") as pool:
                 for start in range(0, len(old), 1000):
                     batch = old[start:start + 1000]
-                    removed += sum(pool.map(self._remove_folder, batch))
+                    removed += sum(pool.map(self._trash.delete, batch))
                     self._journal([{"id": task_id, "status": "deleted"} for task_id in batch])
-            trash.empty_trash(self.trash_dir)
+            self._trash.empty()
             self.index.maybe_compact()
         return removed
-
-    def _remove_folder(self, task_id: str) -> bool:
-        trashed = trash.move_to_trash(self.tasks_dir / task_id, self.trash_dir)
-        if trashed is None:
-            return False  # someone else deleted it
-        trash.remove_tree(trashed)
-        return True

@@ -3,9 +3,14 @@ worker process that sees the same data folder.
 
     <root>/tasks/<task_id>/task.json     the state, replaced atomically
     <root>/tasks/<task_id>/events.jsonl  the event log, append-only
-    <root>/tasks/<task_id>/workspace/    the task's working directory
     <root>/tasks/index.jsonl             the listing index (see index.py)
-    <root>/trash/                        folders being deleted (see trash.py)
+    <root>/trash/                        tasks being deleted (see trash.py)
+    <root>/workspaces/<task_id>/         the task's working directory: its
+                                         files are the task's artifacts
+
+The workspaces are a tree apart from the state, so code given its own
+workspace can reach no task.json, log, index or other task; the folders'
+modes and the upgrade of a 1.0.0 data folder are in layout.py.
 
 Each change to one task (state or log) happens under that task's lock (an
 flock on ``<task>/.lock`` plus a thread lock), so transitions are checked
@@ -13,7 +18,8 @@ against the current state and event seqs have no gaps, across threads and
 processes. The event is written before the state that depends on it, so a
 reader who sees a finished state also finds the task_end event. Reading one
 task touches only its folder, so it costs the same with 100 or 100,000 tasks;
-listing, recovery and cleanup go through the index and never scan folders.
+listing, recovery and cleanup go through the index and never scan folders,
+and only `workspace`, `create` and deleting touch the workspaces.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import eventlog, files, trash
+from . import eventlog, files, layout
 from .errors import InvalidTransition, StorageError, TaskNotFound, storage_error
 from .files import canonical_id
 from .follow import EventCursor
@@ -38,6 +44,7 @@ from .queries import IndexedQueries
 from .results import build_result
 from .states import ALLOWED, FINISHED, advance, end_content, new_state, state_problem
 from .times import format_ts, system_clock
+from .trash import Trash
 
 log = logging.getLogger("aipy.storage")
 
@@ -57,19 +64,26 @@ class TaskStore(IndexedQueries):
     """All tasks under one data folder."""
 
     def __init__(self, root: Path | str, *, clock: Callable[[], datetime] = system_clock,
-                 new_id: Callable[[], str] = _new_uuid, fsync: bool = False):
+                 new_id: Callable[[], str] = _new_uuid, fsync: bool = False,
+                 workspaces: Path | str | None = None):
+        """Open (creating or upgrading) the data folder `root`. `workspaces`
+        is where the task workspaces live (default ``<root>/workspaces``);
+        `clock` (default: UTC now) and `new_id` (default: uuid4) are there for
+        tests; `fsync` (default False) flushes every write to the disk."""
         self.root = Path(root)
         self.tasks_dir = self.root / "tasks"
         self.trash_dir = self.root / "trash"
+        self.workspaces_dir = Path(workspaces) if workspaces is not None else self.root / "workspaces"
         self._clock = clock
         self._new_id = new_id
         self._fsync = fsync
         self._states: dict[str, tuple[tuple, bytes]] = {}  # task id -> (stat key, task.json bytes)
         try:
-            self.tasks_dir.mkdir(parents=True, exist_ok=True)
-            self.trash_dir.mkdir(exist_ok=True)
+            layout.prepare(self.root, self.workspaces_dir)
+            workspace_trash = layout.workspace_trash(self.trash_dir, self.workspaces_dir)
         except OSError as exc:
             raise storage_error("open the data directory", exc, self.root) from exc
+        self._trash = Trash(self.tasks_dir, self.workspaces_dir, self.trash_dir, workspace_trash)
         self.index = TaskIndex(self.tasks_dir, self._read_or_none, self._discard_orphan, fsync=fsync)
         try:
             self.index.ensure_file()
@@ -149,18 +163,20 @@ class TaskStore(IndexedQueries):
         state = new_state(task_id, instruction, self._now(), metadata, options, extra)
         folder = self.tasks_dir / task_id
         try:
-            folder.mkdir()
-        except OSError as exc:
+            os.mkdir(folder, layout.STATE_MODE)
+        except OSError as exc:  # nothing made: an existing folder is another task's
             raise storage_error("create task", exc, folder) from exc
+        # The state folder comes first: a process killed before task.json is
+        # written leaves a folder without it, which the index's repair pass
+        # removes with the workspace (see _discard_orphan).
         try:
-            (folder / "workspace").mkdir()
+            os.chmod(folder, layout.STATE_MODE)
+            layout.make_dir(self.workspaces_dir / task_id, layout.WORKSPACE_MODE)
             os.close(os.open(folder / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
             self._write(folder, state)
             self.index.append([record_of(state)])
         except BaseException as exc:
-            trashed = trash.move_to_trash(folder, self.trash_dir)
-            if trashed is not None:
-                trash.remove_tree(trashed)
+            self._trash.delete(task_id)
             if isinstance(exc, OSError):
                 raise storage_error("create task", exc, folder) from exc
             raise
@@ -186,10 +202,15 @@ class TaskStore(IndexedQueries):
         return state
 
     def workspace(self, task_id: object) -> Path:
+        """The task's workspace, ``<workspaces>/<id>``; TaskNotFound when the
+        task is gone. The workspace is looked for before the state because a
+        delete renames them the other way round: a task whose state is found
+        after its workspace was had both at that moment."""
         canonical, folder = self._folder(task_id)
-        if not (folder / "workspace").is_dir():
+        path = self.workspaces_dir / canonical
+        if not path.is_dir() or not (folder / "task.json").is_file():
             raise TaskNotFound(task_id)
-        return folder / "workspace"
+        return path
 
     def events_path(self, task_id: object) -> Path:
         canonical, folder = self._folder(task_id)
@@ -275,27 +296,38 @@ class TaskStore(IndexedQueries):
         return build_result(state, self.read_events(state["task_id"]))
 
     def delete(self, task_id: object) -> None:
-        """Remove one task whatever its status (e.g. when it could not be queued)."""
-        canonical, folder = self._folder(task_id)
+        """Remove one task, its state and its workspace, whatever its status
+        (e.g. when it could not be queued)."""
+        canonical, _ = self._folder(task_id)
         with self._guard("delete", canonical):
-            trashed = trash.move_to_trash(folder, self.trash_dir)
-            if trashed is None:
-                raise TaskNotFound(task_id)
-        self._journal([{"id": canonical, "status": "deleted"}])
-        trash.remove_tree(trashed)
+            taken = self._trash.take(canonical)
+        if taken.state is not None:
+            self._journal([{"id": canonical, "status": "deleted"}])
+        self._trash.remove(taken)  # a workspace alone too: its task was gone already
+        if taken.state is None:
+            raise TaskNotFound(task_id)
 
     def _discard_orphan(self, task_id: str) -> None:
-        """Remove a folder without task.json left by a process killed mid-create."""
+        """Remove what a task that is not there left behind: a state folder
+        without task.json (a process killed mid-create; only once it is
+        ORPHAN_AGE_S old, as a younger one may be a create in progress) with
+        its workspace, or the workspace of a state folder that is gone."""
         folder = self.tasks_dir / task_id
         try:
             if time.time() - folder.stat().st_mtime < ORPHAN_AGE_S or (folder / "task.json").exists():
                 return
-            trashed = trash.move_to_trash(folder, self.trash_dir)
+        except FileNotFoundError:
+            pass  # deleted: a workspace left behind is an orphan
         except OSError:
             return
-        if trashed is not None:
-            log.warning("Removed %s: a task folder without task.json (an interrupted create)", folder)
-            trash.remove_tree(trashed)
+        try:
+            taken = self._trash.take(task_id)
+        except OSError:
+            return
+        if taken.state is not None or taken.workspace is not None:
+            what = "a state folder without task.json" if taken.state is not None else "a workspace without its task"
+            log.warning("Removed the remains of task %s: %s (an interrupted create or delete)", task_id, what)
+        self._trash.remove(taken)
 
     def check(self) -> None:
         """Health: the data folder exists, is writable and has space left."""
@@ -303,6 +335,9 @@ class TaskStore(IndexedQueries):
             if not self.tasks_dir.is_dir():
                 raise StorageError(f"the data directory {self.tasks_dir} is missing; "
                                    "check AIPYTHON_DATA_DIR and that its volume is mounted")
+            if not self.workspaces_dir.is_dir():
+                raise StorageError(f"the workspaces folder {self.workspaces_dir} is missing; "
+                                   "check that its volume is mounted")
             fs = os.statvfs(self.tasks_dir)
             if fs.f_bavail * fs.f_frsize < 1 << 20:
                 raise StorageError(f"no space left on device for {self.tasks_dir}; free disk space")

@@ -1,6 +1,7 @@
 """The file-based task store: layout, ids, event log, state machine, result
 shape, listing index (across store instances as across processes), cleanup,
-disk-full behaviour and what a listing reads at scale."""
+disk-full behaviour and what a listing reads at scale. The data folder's
+layout itself (workspaces, modes, upgrade) is in test_storage_layout.py."""
 
 from __future__ import annotations
 
@@ -113,10 +114,11 @@ def test_create_then_get_round_trips_the_full_state(store):
     assert str(uuid.UUID(state["task_id"])) == state["task_id"]
 
 
-def test_create_lays_out_folder_with_workspace_empty_log_and_state(store):
+def test_create_lays_out_folder_with_empty_log_and_state_and_a_workspace_apart(store):
     task_id = store.create("x")["task_id"]
     folder = store.root / "tasks" / task_id
-    assert (folder / "workspace").is_dir() and store.workspace(task_id) == folder / "workspace"
+    assert store.workspace(task_id) == store.root / "workspaces" / task_id and store.workspace(task_id).is_dir()
+    assert not (folder / "workspace").exists()
     assert store.events_path(task_id) == folder / "events.jsonl"
     assert (folder / "events.jsonl").read_bytes() == b""
     assert json.loads((folder / "task.json").read_text())["task_id"] == task_id
@@ -620,13 +622,15 @@ def test_folder_missing_from_the_index_is_listed_and_vanished_folder_dropped(sto
 
 
 def test_interrupted_create_leftover_is_removed_once_old(store, tmp_path):
-    old, young = store.root / "tasks" / str(uuid.uuid4()), store.root / "tasks" / str(uuid.uuid4())
-    for folder in (old, young):
-        (folder / "workspace").mkdir(parents=True)
-    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    old, young = str(uuid.uuid4()), str(uuid.uuid4())
+    for task_id in (old, young):
+        (store.tasks_dir / task_id).mkdir()
+        (store.workspaces_dir / task_id).mkdir()
+    os.utime(store.tasks_dir / old, (time.time() - 3600, time.time() - 3600))
     fresh = TaskStore(tmp_path)
     assert fresh.list() == ([], 0)
-    assert not old.exists() and young.exists()
+    assert not (store.tasks_dir / old).exists() and not (store.workspaces_dir / old).exists()
+    assert (store.tasks_dir / young).exists() and (store.workspaces_dir / young).exists()
     fresh.close()
 
 
@@ -713,7 +717,7 @@ def test_disk_full_during_create_leaves_no_torn_task(store, tmp_path, monkeypatc
     assert "free disk space" in str(caught.value)
     monkeypatch.undo()
     assert sorted(p.name for p in (store.root / "tasks").iterdir() if "-" in p.name) == [kept]
-    assert list((store.root / "trash").iterdir()) == []
+    assert os.listdir(store.workspaces_dir) == [kept] and list((store.root / "trash").iterdir()) == []
     later = store.create("after")["task_id"]
     fresh = TaskStore(tmp_path)
     assert [t["task_id"] for t in fresh.list()[0]] == [later, kept]
