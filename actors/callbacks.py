@@ -25,15 +25,37 @@ with the shared secret, hex-encode it, prefix ``sha256=`` and compare it with
 that). Because the timestamp is signed, a receiver that also rejects
 timestamps older than a few minutes is protected against replays.
 
-Delivery: success is any 2xx answer. Redirects are not followed (a 3xx is a
-failed attempt), and neither are connection errors and timeouts
-(``timeout_s``, default 10 s, per socket operation). After failed attempt
-``n`` the next comes ``backoff_s * 2**(n-1)`` seconds later, capped at
-``max_backoff_s``, for at most ``retries`` retries: with the defaults (5
-retries, 2 s, cap 300 s) after 2, 4, 8, 16 and 32 s, i.e. six attempts over
-about a minute. Every attempt is recorded as a ``callback`` event in the
-task's log. The URL is checked against the policy when the task is submitted
-and again before each attempt; a refused URL ends the delivery.
+Targets: callbacks are requests this server makes, so by default they may
+only reach public addresses: loopback, private, link-local (the cloud
+metadata service), unspecified, multicast and other non-global addresses are
+refused unless ``callback_allowed_hosts`` lists the host (an exact name such
+as ``localhost``, an address, or a network such as ``10.0.0.0/8``); a
+non-empty list also limits callbacks to the hosts it lists.
+`callback_targets` holds the rules. They are applied when the task is
+submitted (IP addresses and names such as ``localhost``: a 400 that names
+the setting) and again on every address the delivery actually connects to
+(`callback_net`: the name is resolved there, and refused addresses are never
+connected to, so DNS rebinding cannot get around it).
+
+Delivery: one POST over httpx, without environment proxies. Success is any
+2xx answer. Redirects are not followed: a 3xx is a failed attempt, as are
+connection errors and timeouts (``timeout_s``, default 10 s, per socket
+operation). After failed attempt ``n`` the next comes
+``backoff_s * 2**(n-1)`` seconds later, capped at ``max_backoff_s``, for at
+most ``retries`` retries: with the defaults (5 retries, 2 s, cap 300 s) after
+2, 4, 8, 16 and 32 s, i.e. six attempts over about a minute. A target refused
+by the rules ends the delivery at once.
+
+Every attempt is recorded as a ``callback`` event in the task's log, which
+the submitter can read: ``url`` (credentials masked), ``attempt``,
+``delivered``, ``status_code`` (when an HTTP answer came, else null),
+``error`` and ``next_attempt_in_s``. ``error`` is null or a coarse phrase:
+``refused by policy: <why>``, ``could not resolve the host name``, ``could
+not connect``, ``timed out``, ``TLS failed``, ``invalid or incomplete HTTP
+answer``, ``connection failed``, ``invalid URL``, ``delivery failed`` or
+``HTTP <status>`` (see `callback_net.describe_failure`). The exception text
+itself (which would tell a submitter what answers where inside the network)
+goes to the server log only.
 """
 
 from __future__ import annotations
@@ -41,17 +63,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from storage import TaskNotFound
+
+from .callback_net import DestinationRefused, GuardedBackend, GuardedPost, describe_failure
+from .callback_targets import CallbackTargets
 
 log = logging.getLogger("aipy.callbacks")
 
@@ -61,45 +83,44 @@ TASK_ID_HEADER = "X-AIPython-Task-Id"
 ATTEMPT_HEADER = "X-AIPython-Attempt"
 USER_AGENT = "AIPython-Agent-Callback/1.0"
 
-#: `post(url, body, headers, timeout_s) -> HTTP status`; raises OSError (or
-#: http.client.HTTPException) when no status could be had.
+#: `post(url, body, headers, timeout_s) -> HTTP status`; raises when no
+#: status could be had (DestinationRefused for a target the rules refuse;
+#: what the task's log shows is `describe_failure` of the exception). The
+#: default is `GuardedPost`; tests inject their own.
 PostFn = Callable[[str, bytes, dict, float], int]
+
+_URL_PREFIX = "callback_url: "
 
 
 @dataclass(frozen=True)
 class CallbackPolicy:
-    """How callbacks are checked and delivered. Defaults: unsigned, any host,
-    5 retries after the first attempt, backoff 2 s doubling up to 300 s, 10 s
-    timeout per attempt."""
+    """How callbacks are checked and delivered. Defaults: unsigned, public
+    hosts only, 5 retries after the first attempt, backoff 2 s doubling up to
+    300 s, 10 s timeout per attempt. Raises ValueError for an
+    `allowed_hosts` entry that is no host, address or network."""
 
     secret: str | None = None            # HMAC key; None = unsigned
-    allowed_hosts: tuple[str, ...] = ()  # empty = any host; else exact names or "*.example.com"
+    allowed_hosts: tuple[str, ...] = ()  # empty = public hosts; else see callback_targets
     retries: int = 5                     # attempts after the first
     backoff_s: float = 2.0               # before retry n: backoff_s * 2**(n-1), capped
     max_backoff_s: float = 300.0
     timeout_s: float = 10.0              # per HTTP attempt
+    targets: CallbackTargets = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Parsed once, here, so a bad entry fails the start, not a callback.
+        object.__setattr__(self, "targets", CallbackTargets.parse(self.allowed_hosts))
 
     def delay_before_retry(self, n: int) -> float:
         """Seconds to wait before retry `n` (1-based)."""
         return min(self.max_backoff_s, self.backoff_s * 2.0 ** min(max(n - 1, 0), 64))
 
 
-def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        pattern = pattern.strip().lower().rstrip(".").strip("[]")
-        if pattern == "*" or pattern == host:
-            return True
-        if pattern.startswith("*.") and host.endswith(pattern[1:]):
-            return True
-    return False
-
-
 def check_callback_url(url: str, policy: CallbackPolicy) -> str | None:
     """None when `url` may be a callback target, else why not (a message for
-    a 400). Needs http or https and a host; with `policy.allowed_hosts` set,
-    the host must equal one of them (case-insensitively) or, for a pattern
-    ``*.example.com``, be a subdomain of example.com (not example.com itself)."""
+    a 400, naming the setting to change when the host is the problem). Needs
+    http or https and a host that the policy's targets allow as far as can
+    be told without DNS (see `CallbackTargets.host_problem`)."""
     if not isinstance(url, str) or not url:
         return "callback_url: must be an http or https URL"
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
@@ -114,9 +135,8 @@ def check_callback_url(url: str, policy: CallbackPolicy) -> str | None:
     host = parts.hostname
     if not host:
         return "callback_url: must name a host (e.g. https://example.com/hook)"
-    if policy.allowed_hosts and not _host_allowed(host, policy.allowed_hosts):
-        return f"callback_url: host {host!r} is not in the allowed callback hosts (callback_allowed_hosts)"
-    return None
+    problem = policy.targets.host_problem(host)
+    return _URL_PREFIX + problem if problem else None
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -143,27 +163,12 @@ def verify_signature(secret: str, timestamp: str, body: bytes, header_value: str
     return hmac.compare_digest(expected, header_value.strip().encode("utf-8", "replace"))
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102
-        return None  # the 3xx then surfaces as an HTTPError
-
-
-def urllib_post(url: str, body: bytes, headers: dict, timeout_s: float) -> int:
-    """POST with the standard library; returns the status (3xx included:
-    redirects are never followed). Honours the usual *_proxy variables."""
-    opener = urllib.request.build_opener(_NoRedirects)
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with opener.open(request, timeout=timeout_s) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code
-
-
 def _split_credentials(url: str) -> tuple[str, str, str | None]:
     """(URL to request, URL to show, Authorization header or None)."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # never sent (the check refuses it); shown without risking a password
+        return url, "(invalid URL)", None
     if "@" not in parts.netloc:
         return url, url, None
     userinfo, _, hostport = parts.netloc.rpartition("@")
@@ -174,12 +179,6 @@ def _split_credentials(url: str) -> tuple[str, str, str | None]:
     return parts._replace(netloc=hostport).geturl(), shown.geturl(), f"Basic {token}"
 
 
-def _describe(exc: BaseException) -> str:
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    text = str(reason) or type(reason).__name__
-    return text if isinstance(reason, str) else f"{type(reason).__name__}: {text}"
-
-
 class CallbackSender:
     """Makes the delivery attempts of task callbacks; the caller schedules
     them (e.g. a Dramatiq message delayed by the returned seconds)."""
@@ -187,7 +186,7 @@ class CallbackSender:
     def __init__(self, store, policy: CallbackPolicy, *, post: PostFn | None = None):
         self.store = store
         self.policy = policy
-        self.post: PostFn = post or urllib_post
+        self.post: PostFn = post or GuardedPost(GuardedBackend(policy.targets))
 
     def deliver(self, task_id: str, attempt: int) -> float | None:
         """Make attempt `attempt` (1-based) to POST the task's result to its
@@ -205,7 +204,9 @@ class CallbackSender:
             task_id = state["task_id"]
             problem = check_callback_url(url, self.policy)
             if problem:
-                return self._record(task_id, url, attempt, None, f"refused: {problem}", final=True)
+                reason = problem.removeprefix(_URL_PREFIX)
+                return self._record(task_id, _split_credentials(url)[1], attempt, None,
+                                    f"refused by policy: {reason}", final=True)
             body = json.dumps(self.store.result(task_id)).encode("utf-8")
         except TaskNotFound:
             return None
@@ -222,22 +223,28 @@ class CallbackSender:
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self.policy.secret, timestamp, body)
-        status: int | None = None
-        error: str | None = None
+        status, error, detail, final = self._post(target, body, headers)
         try:
-            status = int(self.post(target, body, headers, self.policy.timeout_s))
-        except Exception as exc:  # any failure to get an answer is a failed attempt
-            error = _describe(exc)
-        if status is not None and not 200 <= status < 300:
-            error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
-        try:
-            return self._record(task_id, shown, attempt, status, error)
+            return self._record(task_id, shown, attempt, status, error, final=final, detail=detail)
         except TaskNotFound:
             return None
 
+    def _post(self, url: str, body: bytes, headers: dict) -> tuple[int | None, str | None, str | None, bool]:
+        """One POST: (HTTP status or None, coarse error or None, the full
+        error for the server log or None, whether no retry can help)."""
+        try:
+            status = int(self.post(url, body, headers, self.policy.timeout_s))
+        except Exception as exc:  # any failure to get an answer is a failed attempt
+            error = describe_failure(exc)
+            return None, error, f"{error} ({type(exc).__name__}: {exc})", isinstance(exc, DestinationRefused)
+        if 200 <= status < 300:
+            return status, None, None, False
+        return status, f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else ""), None, False
+
     def _record(self, task_id: str, url: str, attempt: int, status: int | None, error: str | None,
-                *, final: bool = False) -> float | None:
-        """Append the attempt's event, log it, and return the next delay."""
+                *, final: bool = False, detail: str | None = None) -> float | None:
+        """Append the attempt's event (with the coarse `error`), log it (with
+        the full `detail` when there is one), and return the next delay."""
         delivered = error is None
         more = not delivered and not final and attempt <= self.policy.retries
         next_in = self.policy.delay_before_retry(attempt) if more else None
@@ -249,8 +256,8 @@ class CallbackSender:
             log.info("Task %s: callback delivered to %s (attempt %d, HTTP %s)", task_id, url, attempt, status)
         elif next_in is not None:
             log.warning("Task %s: callback to %s failed (attempt %d): %s; retrying in %g s",
-                        task_id, url, attempt, error, next_in)
+                        task_id, url, attempt, detail or error, next_in)
         else:
             log.warning("Task %s: callback to %s failed (attempt %d): %s; giving up",
-                        task_id, url, attempt, error)
+                        task_id, url, attempt, detail or error)
         return next_in

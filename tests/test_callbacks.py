@@ -1,9 +1,11 @@
 """Task-completion callbacks (actors/callbacks.py) against a real store and a
-real HTTP receiver on 127.0.0.1."""
+real HTTP receiver on 127.0.0.1, which the policy must list: by default
+callbacks may not target loopback (tests/test_callback_guard.py)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -26,8 +28,8 @@ SECRET = "s3cret"
 
 
 class Receiver:
-    """A webhook receiver: records each request (headers are case-insensitive,
-    as urllib sends them capitalized) and answers the next scripted
+    """A webhook receiver: records each request (headers are looked up
+    case-insensitively) and answers the next scripted
     (status, sleep seconds); 200 once the script runs out."""
 
     def __init__(self):
@@ -65,7 +67,8 @@ class Receiver:
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
-    """The default sender honours *_proxy variables; the receiver is local."""
+    """The receivers are local: a proxy from the developer's environment must
+    not get between them and the test client (requests honours these)."""
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
 
@@ -98,10 +101,15 @@ def callback_events(store: TaskStore, task_id: str) -> list[dict]:
     return [e["content"] for e in store.read_events(task_id) if e["type"] == "callback"]
 
 
+def local(**changes) -> CallbackPolicy:
+    """A policy that lets callbacks reach the receiver on 127.0.0.1."""
+    return CallbackPolicy(allowed_hosts=("127.0.0.1",), **changes)
+
+
 def test_delivered_first_try_with_result_body_and_headers(store, receiver):
     task_id = finished_task(store, receiver.url)
     expected = store.result(task_id)
-    assert CallbackSender(store, CallbackPolicy()).deliver(task_id, 1) is None
+    assert CallbackSender(store, local()).deliver(task_id, 1) is None
     [request] = receiver.requests
     assert request["path"] == "/hook"
     assert json.loads(request["body"]) == expected
@@ -119,7 +127,7 @@ def test_delivered_first_try_with_result_body_and_headers(store, receiver):
 
 def test_signature_verifies_with_the_secret_only(store, receiver):
     task_id = finished_task(store, receiver.url)
-    CallbackSender(store, CallbackPolicy(secret=SECRET)).deliver(task_id, 1)
+    CallbackSender(store, local(secret=SECRET)).deliver(task_id, 1)
     [request] = receiver.requests
     body, headers = request["body"], request["headers"]
     timestamp, signature = headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
@@ -136,7 +144,7 @@ def test_signature_verifies_with_the_secret_only(store, receiver):
 
 def test_unsigned_without_secret(store, receiver):
     task_id = finished_task(store, receiver.url)
-    CallbackSender(store, CallbackPolicy()).deliver(task_id, 1)
+    CallbackSender(store, local()).deliver(task_id, 1)
     headers = receiver.requests[0]["headers"]
     assert TIMESTAMP_HEADER not in headers and SIGNATURE_HEADER not in headers
 
@@ -144,7 +152,7 @@ def test_unsigned_without_secret(store, receiver):
 def test_retries_after_500s_until_delivered(store, receiver):
     receiver.script = [(500, 0), (500, 0)]
     task_id = finished_task(store, receiver.url)
-    sender = CallbackSender(store, CallbackPolicy(backoff_s=2.0))
+    sender = CallbackSender(store, local(backoff_s=2.0))
     delays = [sender.deliver(task_id, 1), sender.deliver(task_id, 2)]
     assert delays == [2.0, 4.0]
     assert sender.deliver(task_id, 3) is None
@@ -157,7 +165,7 @@ def test_retries_after_500s_until_delivered(store, receiver):
 def test_exhausted_retries_end_delivery_and_backoff_is_capped(store, receiver):
     receiver.script = [(503, 0)] * 10
     task_id = finished_task(store, receiver.url)
-    sender = CallbackSender(store, CallbackPolicy(retries=3, backoff_s=2.0, max_backoff_s=5.0))
+    sender = CallbackSender(store, local(retries=3, backoff_s=2.0, max_backoff_s=5.0))
     delays = [sender.deliver(task_id, n) for n in range(1, 5)]
     assert delays == [2.0, 4.0, 5.0, None]
     events = callback_events(store, task_id)
@@ -166,21 +174,60 @@ def test_exhausted_retries_end_delivery_and_backoff_is_capped(store, receiver):
     assert [e["next_attempt_in_s"] for e in events] == [2.0, 4.0, 5.0, None]
 
 
-def test_unreachable_url_is_a_failed_attempt(store):
+def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    task_id = finished_task(store, f"http://127.0.0.1:{port}/hook")
-    assert CallbackSender(store, CallbackPolicy()).deliver(task_id, 1) == 2.0
+        return sock.getsockname()[1]
+
+
+def test_unreachable_url_is_a_failed_attempt_with_a_coarse_error(store, caplog):
+    task_id = finished_task(store, f"http://127.0.0.1:{closed_port()}/hook")
+    with caplog.at_level(logging.WARNING, logger="aipy.callbacks"):
+        assert CallbackSender(store, local()).deliver(task_id, 1) == 2.0
     [event] = callback_events(store, task_id)
     assert event["delivered"] is False and event["status_code"] is None
-    assert "refused" in event["error"].lower()
+    assert event["error"] == "could not connect"  # not "[Errno 111] Connection refused"
+    assert "Connection refused" in caplog.text  # the full text is for the operator
+
+
+def test_tls_failure_is_a_coarse_error(store, receiver):
+    task_id = finished_task(store, receiver.url.replace("http://", "https://"))  # it speaks plain HTTP
+    assert CallbackSender(store, local()).deliver(task_id, 1) == 2.0
+    [event] = callback_events(store, task_id)
+    assert event["delivered"] is False and event["status_code"] is None and event["error"] == "TLS failed"
+
+
+def test_proxy_variables_are_ignored(store, receiver, monkeypatch):
+    # A proxy would make the real connection, to an address the guard never sees.
+    proxy = f"http://127.0.0.1:{closed_port()}"
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("no_proxy", "NO_PROXY"):  # else 127.0.0.1 might bypass the proxy anyway
+        monkeypatch.setenv(name, "")
+    task_id = finished_task(store, receiver.url)
+    assert CallbackSender(store, local()).deliver(task_id, 1) is None
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize("exc, error", [
+    (ConnectionRefusedError(111, "Connection refused"), "could not connect"),
+    (TimeoutError("timed out"), "timed out"),
+    (OSError(113, "No route to host"), "connection failed"),
+    (ValueError("boom at 10.1.2.3:5432"), "delivery failed"),
+])
+def test_an_injected_post_failure_is_recorded_coarsely(store, exc, error):
+    def post(url, body, headers, timeout_s):
+        raise exc
+
+    task_id = finished_task(store, "https://hooks.example.com/x")
+    CallbackSender(store, CallbackPolicy(), post=post).deliver(task_id, 1)
+    assert callback_events(store, task_id)[0]["error"] == error
 
 
 def test_redirect_is_not_followed(store, receiver):
     receiver.script = [(302, 0)]
     task_id = finished_task(store, receiver.url)
-    assert CallbackSender(store, CallbackPolicy()).deliver(task_id, 1) == 2.0
+    assert CallbackSender(store, local()).deliver(task_id, 1) == 2.0
     assert [r["path"] for r in receiver.requests] == ["/hook"]
     [event] = callback_events(store, task_id)
     assert event["delivered"] is False and event["status_code"] == 302 and "HTTP 302" in event["error"]
@@ -190,30 +237,30 @@ def test_timeout_is_a_failed_attempt(store, receiver):
     receiver.script = [(200, 1.0)]
     task_id = finished_task(store, receiver.url)
     started = time.monotonic()
-    assert CallbackSender(store, CallbackPolicy(timeout_s=0.5)).deliver(task_id, 1) == 2.0
+    assert CallbackSender(store, local(timeout_s=0.5)).deliver(task_id, 1) == 2.0
     assert time.monotonic() - started < 0.95
     [event] = callback_events(store, task_id)
     assert event["delivered"] is False and event["status_code"] is None
-    assert "timed out" in event["error"].lower()
+    assert event["error"] == "timed out"
 
 
 def test_no_callback_url_does_nothing(store, receiver):
     task_id = finished_task(store, None)
-    assert CallbackSender(store, CallbackPolicy()).deliver(task_id, 1) is None
+    assert CallbackSender(store, local()).deliver(task_id, 1) is None
     assert callback_events(store, task_id) == [] and receiver.requests == []
 
 
 def test_deleted_task_is_quietly_skipped(store, receiver):
     task_id = finished_task(store, receiver.url)
     store.delete(task_id)
-    assert CallbackSender(store, CallbackPolicy()).deliver(task_id, 1) is None
+    assert CallbackSender(store, local()).deliver(task_id, 1) is None
     assert receiver.requests == []
 
 
 def test_credentials_in_url_become_basic_auth_and_are_masked(store, receiver):
     url = receiver.url.replace("http://", "http://bob:pa%24s@")
     task_id = finished_task(store, url)
-    CallbackSender(store, CallbackPolicy()).deliver(task_id, 1)
+    CallbackSender(store, local()).deliver(task_id, 1)
     assert receiver.requests[0]["headers"]["Authorization"] == "Basic Ym9iOnBhJHM="  # bob:pa$s
     [event] = callback_events(store, task_id)
     assert event["url"] == receiver.url.replace("http://", "http://bob:***@")
@@ -257,4 +304,5 @@ def test_url_refused_at_delivery_is_a_final_failed_attempt(store, receiver):
     assert receiver.requests == []
     [event] = callback_events(store, task_id)
     assert event["delivered"] is False and event["next_attempt_in_s"] is None and event["status_code"] is None
-    assert "not in the allowed callback hosts" in event["error"]
+    assert event["error"] == ("refused by policy: host '127.0.0.1' is not in the allowed callback hosts "
+                              "(callback_allowed_hosts)")
