@@ -7,14 +7,21 @@ pool, which many tasks then share instead of each paying for a new one.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from agent import Engine, Provider, make_provider
+from agent.engine import exec_limits
+from agent.executor import Executor, sandbox_for
+from agent.sandbox import Sandbox
 from config import AppConfig
+from config.models import EngineSettings
 
 
 class EngineFactory:
-    def __init__(self, config: AppConfig):
+    def __init__(self, config: AppConfig, workspaces_dir: Path | None = None):
         self.config = config
+        #: Where task workspaces live: the sandbox's self-test runs there.
+        self.workspaces_dir = workspaces_dir
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
 
@@ -28,16 +35,28 @@ class EngineFactory:
                 self._providers[settings.name] = make_provider(settings, timeout)
             return self._providers[settings.name]
 
+    def engine_settings(self) -> EngineSettings:
+        """The service's engine settings, with the folders no code may see
+        (the task state and the config, which may hold the API token)."""
+        settings = self.config.settings.engine_settings()
+        hidden = [str(self.config.settings.data_dir.absolute()), str(self.config.config_dir.absolute())]
+        return settings.model_copy(update={"sandbox_hide": [*settings.sandbox_hide, *hidden]})
+
+    def sandbox(self) -> Sandbox:
+        """The sandbox tier in force, chosen (after a self-test) on first
+        use. Raises SandboxUnavailable when no allowed tier works here."""
+        return sandbox_for(exec_limits(self.engine_settings()), self.workspaces_dir)
+
     def build(self, options: dict) -> Engine:
         """An engine with the task's overrides: `llm`, `role`, `max_rounds`
         and `timeout_s` (the task's time limit)."""
-        settings = self.config.settings.engine_settings()
-        # Code in a bubblewrap sandbox must not see the other tasks.
-        update: dict = {"sandbox_hide": [*settings.sandbox_hide, str(self.config.settings.data_dir.absolute())]}
+        settings = self.engine_settings()
+        update: dict = {}
         if options.get("max_rounds"):
             update["max_rounds"] = options["max_rounds"]
         if options.get("timeout_s"):
             update["task_timeout_s"] = options["timeout_s"]
         settings = settings.model_copy(update=update)
         role = options.get("role") or self.config.role
-        return Engine(self.provider(options.get("llm")), settings, role=role)
+        executor = Executor(exec_limits(settings), self.sandbox())
+        return Engine(self.provider(options.get("llm")), settings, role=role, executor=executor)

@@ -15,6 +15,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from agent.executor import protect_from_children
+from agent.sandbox import SandboxUnavailable
 from config import AppConfig
 from storage import InvalidTransition, StorageError, TaskStore
 from storage.idempotency import IdempotencyKeys
@@ -53,7 +54,8 @@ class TaskSystem:
         self.store = store or TaskStore(self.settings.data_dir)
         self.broker = broker or make_broker(self.settings.redis_url)
         self.keys = IdempotencyKeys(self.store.root)
-        self.runner = TaskRunner(self.store, EngineFactory(config), on_finished=self.task_finished)
+        self.engines = EngineFactory(config, self.store.workspaces_dir)
+        self.runner = TaskRunner(self.store, self.engines, on_finished=self.task_finished)
         self.callback_policy = CallbackPolicy(
             secret=self.settings.callback_secret.get_secret_value() if self.settings.callback_secret else None,
             allowed_hosts=tuple(self.settings.callback_allowed_hosts),
@@ -133,6 +135,13 @@ class TaskSystem:
         if delay is not None:
             self.deliver_callback.send_with_options(args=(task_id, attempt + 1), delay=int(delay * 1000))
 
+    def sandbox_status(self) -> dict:
+        """The sandbox tier in force, for /health (chosen on first use)."""
+        try:
+            return self.engines.sandbox().describe()
+        except SandboxUnavailable as exc:
+            return {"tier": "unavailable", "error": str(exc)}
+
     def broker_error(self) -> str | None:
         """Why the broker is unusable, or None when it answers."""
         try:
@@ -148,6 +157,10 @@ class TaskSystem:
         whole system: recover, work and schedule here. Over Redis, work
         here only when `run_tasks`; the clock process owns the schedule
         and the broker keeps pending tasks across restarts."""
+        if self.embedded or run_tasks:
+            # First: choosing the sandbox kills what a dead worker's tasks
+            # left running, and fails the start if no tier can run code.
+            self.engines.sandbox()
         if self.embedded:
             self.recover()
         if self.embedded or run_tasks:
@@ -156,7 +169,9 @@ class TaskSystem:
             self.start_schedule()
 
     def start_workers(self, threads: int | None = None) -> None:
-        """Consume tasks in this process with `threads` worker threads."""
+        """Consume tasks in this process with `threads` worker threads.
+        Raises SandboxUnavailable when no sandbox tier can run code here."""
+        self.engines.sandbox()
         protect_from_children()
         self.broker.emit_after("process_boot")
         # worker_timeout caps how long an idle Redis consumer sleeps between

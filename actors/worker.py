@@ -17,5 +17,8 @@ _config = load_config()
 setup_logging(_config.settings.debug)
 system = TaskSystem(_config)
 protect_from_children()  # this process runs model-written code
+# Before any task: pick the sandbox (a tier that cannot run code fails the
+# start) and kill what a killed worker's tasks left running.
+system.engines.sandbox()
 broker = system.broker
 dramatiq.set_broker(broker)

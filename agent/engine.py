@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .executor import ExecLimits, ExecResult, Executor
+from .executor import ExecLimits, ExecResult, ExecSession, Executor
 from .prompt import render_result, render_round_results, system_prompt
 from .protocol import CodeRequest, extract_blocks
 from .providers import Aborted, LLMError, Provider, Reply, Turn, Usage
@@ -73,10 +73,15 @@ def exec_limits(settings: EngineSettings) -> ExecLimits:
         memory_mb=settings.memory_mb,
         max_file_mb=settings.max_file_mb,
         max_processes=settings.max_processes,
+        max_open_files=settings.max_open_files,
+        max_workspace_mb=settings.max_workspace_mb,
         output_cap_bytes=settings.output_cap_bytes,
         env_allow=tuple(settings.env_allow),
         poll_interval_s=settings.cancel_poll_s,
         sandbox=settings.sandbox,
+        network=settings.network,
+        python=settings.python,
+        uids=settings.sandbox_uids(),
         hide_paths=tuple(settings.sandbox_hide),
     )
 
@@ -111,10 +116,16 @@ class Engine:
         run = _Run(self, instruction, Path(workspace), emit, cancelled)
         emit("task_start", {"instruction": instruction, "task_id": task_id})
         try:
-            outcome = run.loop()
+            # The session holds the task's sandbox identity for all its
+            # blocks; leaving it kills whatever the code left running.
+            with self.executor.session(run.workspace) as run.session:
+                outcome = run.loop()
             if outcome.status == "cancelled" and run.stop_error:
                 emit("error", {"message": run.stop_error, "exception": "TaskStopped"})
                 outcome = Outcome("error", error=run.stop_error)
+        except SandboxFailed as exc:
+            emit("error", {"message": str(exc), "exception": "SandboxError"})
+            outcome = Outcome("error", error=str(exc))
         except LLMError as exc:
             emit("error", {"message": str(exc), "exception": exc.exception})
             outcome = Outcome("error", error=str(exc))
@@ -129,8 +140,15 @@ class Engine:
         return outcome
 
 
+class SandboxFailed(Exception):
+    """The sandbox could not start a block: the task fails, the model is not
+    asked to work around a broken sandbox."""
+
+
 class _Run:
     """The state of one task's run: its conversation, counters and probe."""
+
+    session: ExecSession
 
     def __init__(self, engine: Engine, instruction: str, workspace: Path, emit: EventSink, cancelled: CancelProbe):
         self.engine = engine
@@ -236,6 +254,8 @@ class _Run:
             self.emit("exec_start", {"block_name": name, "language": request.language, "code": request.code})
             result = self.execute(request)
             self.emit("exec_result", {"block_name": name, "language": request.language, "result": result.to_dict()})
+            if result.not_started:
+                raise SandboxFailed(result.not_started)
             if result.status == "cancelled":
                 return None
             rendered.append((request.call_id, render_result(name, request.language, result), result.status != "success"))
@@ -244,6 +264,4 @@ class _Run:
     def execute(self, request: CodeRequest) -> ExecResult:
         if request.error:
             return ExecResult("error", request.error, "", "", None, 0)
-        return self.engine.executor.run(
-            request.language, request.code, self.workspace, filename=request.name, cancelled=self.cancelled
-        )
+        return self.session.run(request.language, request.code, filename=request.name, cancelled=self.cancelled)

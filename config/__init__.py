@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +69,6 @@ def load_config(
         raise ConfigError(f"{exc}; fix the AIPYTHON_* environment variable or {settings_path}") from None
     if overrides:
         settings = _override(settings, overrides)
-    if settings.engine.sandbox == "bubblewrap" and shutil.which("bwrap") is None:
-        raise ConfigError(f"{settings_path}: field 'engine.sandbox' is 'bubblewrap' but bwrap is not installed; "
-                          "install bubblewrap or set it (or AIPYTHON_ENGINE__SANDBOX) to 'process'")
 
     llm_path = _pick(folder, "llm.json")
     try:

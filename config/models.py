@@ -40,12 +40,32 @@ class EngineSettings(BaseModel):
     llm_backoff_s: float = Field(1.0, ge=0)
     cancel_poll_s: float = Field(0.1, gt=0, le=0.2)
     lang: Literal["en", "zh"] = "en"
-    #: "process": a subprocess with limits (always). "bubblewrap": also inside
-    #: bwrap, with its own PID namespace, a read-only root, the folders in
-    #: `sandbox_hide` (the service adds its data folder) hidden, only the
-    #: task's workspace writable, and killed if its worker dies.
-    sandbox: Literal["process", "bubblewrap"] = "process"
+    #: Which sandbox runs the blocks (see agent/sandbox): "auto" picks the
+    #: strongest tier that passes a start-up self-test running a real block;
+    #: "bubblewrap" and "process" force one, and fail the start if it cannot run.
+    sandbox: Literal["auto", "bubblewrap", "process"] = "auto"
+    #: Extra host folders masked inside the bubblewrap tier (the service adds
+    #: its data and config folders, /root, /home and /tmp itself).
     sandbox_hide: list[str] = Field(default_factory=list)
+    #: When the service runs as root, each task's blocks run as one uid leased
+    #: from this range (first uid, how many), never as root. No user or subuid
+    #: range on the host may use these ids.
+    sandbox_uid_first: int = Field(1_200_000, ge=1000, le=4_000_000_000)
+    sandbox_uid_count: int = Field(1000, ge=1, le=1_000_000)
+    #: "full": blocks reach the network like any program on the host (the API
+    #: refuses their connections when the service runs as root). "none": no
+    #: socket reaches anything, loopback included (needs the bubblewrap tier).
+    network: Literal["full", "none"] = "full"
+    #: The interpreter that runs Python blocks (default: the server's own).
+    python: str | None = None
+    #: Per-task bounds beyond the per-block ones above: open files per
+    #: process, and the total size of the workspace (checked while code runs).
+    max_open_files: int = Field(1024, ge=16, le=1_048_576)
+    max_workspace_mb: int = Field(2048, ge=1)
+
+    def sandbox_uids(self) -> range:
+        """The uids a root service leases to tasks, one per running task."""
+        return range(self.sandbox_uid_first, self.sandbox_uid_first + self.sandbox_uid_count)
 
 
 

@@ -4,7 +4,6 @@ LLM answering."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -16,6 +15,7 @@ import requests
 from storage import TaskStore
 
 from .fake_llm import Block, Reply
+from .procs import new_marker, running
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 STATUS_FIELDS = {"task_id", "instruction", "status", "created_at", "started_at", "completed_at", "error"}
@@ -250,22 +250,20 @@ def test_cancel_pending_task_means_it_never_starts(start_server, fake_llm):
     assert fake_llm.requests == []
 
 
-def test_cancel_running_task_kills_its_code_within_a_second(server, fake_llm, tmp_path):
-    pid_file = tmp_path / "pid"
-    code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
-    fake_llm.script(Reply("Sleeping.", blocks=[Block("python", code)]))
+def test_cancel_running_task_kills_its_code_within_a_second(server, fake_llm):
+    marker = new_marker()
+    fake_llm.script(Reply("Sleeping.", blocks=[Block("python", f"import os\nos.execvp('sleep', ['{marker}', '60'])\n")]))
     task_id = server.submit("sleep")
     deadline = time.monotonic() + 10
-    while not (pid_file.exists() and pid_file.read_text()):
-        assert time.monotonic() < deadline
+    while not running(marker):
+        assert time.monotonic() < deadline, "the block never started"
         time.sleep(0.02)
-    pid = int(pid_file.read_text())
 
     started = time.monotonic()
     response = requests.delete(f"{server.url}/tasks/{task_id}")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     assert time.monotonic() - started < 1.5
-    assert not _alive(pid)
+    assert not running(marker)
     result = requests.get(f"{server.url}/tasks/{task_id}/result").json()
     assert result["output"]["messages"][-1]["content"]["status"] == "cancelled"
 
@@ -344,15 +342,6 @@ def test_lifecycle_is_logged_with_the_task_id(server, fake_llm, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert f"Task submitted: {task_id}" in lines
     assert f"Task {task_id} started" in lines and f"Task {task_id} completed" in lines
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for its reaper is gone too
-        return stat.read().split(")")[-1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from agent.executor import ExecLimits, ExecResult, Executor
 
+from .procs import gone_within, new_marker, running
+
 FAST = ExecLimits(timeout_s=20.0)
-
-
-def _gone(pid: int, within: float = 2.0) -> bool:
-    """True once `pid` no longer runs. SIGKILLed orphans are reaped by init
-    asynchronously, so poll briefly and count a zombie (which can never run
-    again) as gone in case this container's init does not reap."""
-    end = time.monotonic() + within
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except (FileNotFoundError, IndexError):
-            return True
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-
-
-def _pids(text: str) -> list[int]:
-    return [int(p) for p in re.findall(r"PID=(\d+)", text)]
 
 
 def test_success_captures_stdout(tmp_path):
@@ -73,21 +47,20 @@ def test_nonzero_exit_is_error_with_traceback(tmp_path):
     assert "ValueError: boom" in res.output
 
 
-def test_timeout_kills_the_process_group(tmp_path):
+def test_timeout_kills_the_block_and_its_children(tmp_path):
+    marker = new_marker()
     code = (
-        "import os, subprocess\n"
-        "child = subprocess.Popen(['sleep', '100'])\n"
-        "print(f'PID={os.getpid()} PID={child.pid}', flush=True)\n"
+        "import subprocess\n"
+        f"subprocess.Popen(['bash', '-c', 'exec -a {marker} sleep 100'])\n"
+        "print('started', flush=True)\n"
         "while True: pass\n"
     )
     started = time.monotonic()
     res = Executor(ExecLimits(timeout_s=1.0)).run("python", code, tmp_path)
     assert time.monotonic() - started < 3.0
     assert res.status == "timeout"
-    assert "1 s" in res.output
-    pids = _pids(res.stdout)
-    assert len(pids) == 2
-    assert all(_gone(pid) for pid in pids)
+    assert "1 s" in res.output and "started" in res.stdout
+    assert gone_within(marker, 2.0)
 
 
 def test_memory_bomb_hits_memory_limit(tmp_path):
@@ -132,13 +105,20 @@ def test_server_secrets_are_not_visible(tmp_path, monkeypatch):
 
 
 def test_cancel_stops_a_sleeping_block(tmp_path):
+    marker = new_marker()
     flip_at = time.monotonic() + 0.3
-    code = "import os, time\nprint(f'PID={os.getpid()}', flush=True)\ntime.sleep(30)\n"
-    res = Executor(FAST).run("python", code, tmp_path, cancelled=lambda: time.monotonic() >= flip_at)
+    code = f"import os\nos.execvp('sleep', ['{marker}', '30'])\n"
+    seen = []
+
+    def cancel_once_running() -> bool:
+        seen.append(running(marker))
+        return time.monotonic() >= flip_at and any(seen)
+
+    res = Executor(FAST).run("python", code, tmp_path, cancelled=cancel_once_running)
+    assert any(seen), "the block never started"
     assert time.monotonic() - flip_at < 1.0
     assert res.status == "cancelled"
-    pids = _pids(res.stdout)
-    assert len(pids) == 1 and _gone(pids[0])
+    assert gone_within(marker, 2.0)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
@@ -168,17 +148,17 @@ def test_unsafe_filename_is_refused(tmp_path, name):
 
 
 def test_grandchild_holding_stdout_does_not_hang(tmp_path):
+    marker = new_marker()
     code = (
         "import subprocess\n"
-        "child = subprocess.Popen(['sleep', '30'])\n"
-        "print(f'PID={child.pid}', flush=True)\n"
+        f"subprocess.Popen(['bash', '-c', 'exec -a {marker} sleep 30'])\n"
+        "print('started', flush=True)\n"
     )
     started = time.monotonic()
     res = Executor(FAST).run("python", code, tmp_path)
     assert time.monotonic() - started < 2.0
-    assert res.status == "success"
-    pids = _pids(res.stdout)
-    assert len(pids) == 1 and _gone(pids[0])
+    assert res.status == "success" and res.stdout == "started\n"
+    assert gone_within(marker, 2.0)
 
 
 def test_file_size_limit_is_enforced(tmp_path):

@@ -58,4 +58,5 @@ class HealthResource:
             "mode": self.system.mode,
             "broker": broker_error or "ok",
             "storage": storage_error or "ok",
+            "sandbox": self.system.sandbox_status(),
         }

@@ -1,0 +1,203 @@
+"""Who a block runs as when the service is root: one unprivileged uid per
+running task, leased from a configured range, like systemd's DynamicUser.
+
+Why a uid of its own: a uid is the boundary the kernel enforces everywhere at
+once. Code running as uid X cannot signal the server or another task, cannot
+read their /proc entries (environment, memory), cannot write the
+interpreter, the venv, the config or the task state, and the per-user
+process limit (RLIMIT_NPROC) becomes a per-task limit. And "every process of
+uid X" is an exact description of everything a task started, including
+processes that called setsid() or double-forked, so killing them all is how a
+block's end, a task's end and a crashed worker are cleaned up.
+
+Leases are exclusive flocks on one file per uid in a host-wide folder
+(default /run/aipython-agent/uids), so any number of worker processes, and
+several services on one host, never hand the same uid to two tasks. A lease
+dies with the process that held it, which is why a uid is swept (every
+process of it killed) each time it is leased: whatever a dead worker left
+running under it goes before new code runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import shutil
+import signal
+from pathlib import Path
+
+log = logging.getLogger("aipy.sandbox")
+
+DEFAULT_LEASE_DIR = Path("/run/aipython-agent/uids")
+
+#: How many rounds of "find and kill" a sweep makes before it gives up; each
+#: round kills every process found, and a killed process can no longer fork,
+#: so two rounds suffice unless something forks at the very moment of a scan.
+_SWEEP_ROUNDS = 100
+
+
+class NoFreeUid(RuntimeError):
+    """Every uid of the range is leased: more tasks run than uids exist."""
+
+
+class UidLease:
+    """One leased uid; `release()` (or leaving the `with`) gives it back."""
+
+    def __init__(self, uid: int, fd: int):
+        self.uid = uid
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases the flock
+            self._fd = None
+
+    def __enter__(self) -> "UidLease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class UidPool:
+    """Leases uids from `uids` (a range), one per running task."""
+
+    def __init__(self, uids: range, lock_dir: Path = DEFAULT_LEASE_DIR):
+        if not uids:
+            raise ValueError("the sandbox uid range is empty")
+        self.uids = uids
+        self.lock_dir = Path(lock_dir)
+        self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.lock_dir, 0o700)
+
+    def describe(self) -> str:
+        return f"{self.uids.start}-{self.uids.stop - 1}"
+
+    def _try_lock(self, uid: int) -> int | None:
+        fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def lease(self) -> UidLease:
+        """A free uid, swept clean. Starts at a random place so that
+        processes starting together do not all contend for the first uid."""
+        offset = random.randrange(len(self.uids))
+        for i in range(len(self.uids)):
+            uid = self.uids[(offset + i) % len(self.uids)]
+            fd = self._try_lock(uid)
+            if fd is not None:
+                kill_all_of(uid)
+                return UidLease(uid, fd)
+        raise NoFreeUid(f"all {len(self.uids)} sandbox uids ({self.describe()}) are in use; "
+                        "raise engine.sandbox_uid_count or run fewer tasks at once")
+
+    def sweep_unleased(self) -> int:
+        """Kill the processes of every uid in the range that no live process
+        holds: what a killed worker left running. Run at start, before any
+        task. Returns how many uids had processes."""
+        found = 0
+        for uid in sorted(uids_with_processes(self.uids)):
+            fd = self._try_lock(uid)
+            if fd is None:
+                continue  # a live worker's task owns it
+            try:
+                killed = kill_all_of(uid)
+            finally:
+                os.close(fd)
+            if killed:
+                found += 1
+                log.warning("Killed %d leftover process(es) of sandbox uid %d (a worker died while its "
+                            "task ran)", killed, uid)
+        return found
+
+
+def _real_uid(pid: str) -> int | None:
+    """The real uid of process `pid`, or None when it is gone or a zombie.
+
+    /proc/<pid>/status is read rather than the folder's owner: a process that
+    made itself non-dumpable shows its /proc folder as owned by root."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    uid = None
+    for line in text.split(b"\n"):
+        if line.startswith(b"State:") and b"Z" in line.split()[1:2]:
+            return None
+        if line.startswith(b"Uid:"):
+            uid = int(line.split()[1])
+            break
+    return uid
+
+
+def _pids() -> list[str]:
+    return [name for name in os.listdir("/proc") if name.isdigit()]
+
+
+def uids_with_processes(uids: range) -> set[int]:
+    """Which uids of `uids` own a live process now."""
+    found = set()
+    for pid in _pids():
+        uid = _real_uid(pid)
+        if uid is not None and uid in uids:
+            found.add(uid)
+    return found
+
+
+def kill_all_of(uid: int) -> int:
+    """SIGKILL every process whose real uid is `uid`, until none is left;
+    returns how many were killed. Only root may do this for another uid.
+
+    A scan of /proc from here rather than kill(-1) as that uid: a task that
+    hit its process limit would make the helper's own exec fail."""
+    killed = 0
+    for _ in range(_SWEEP_ROUNDS):
+        round_kills = 0
+        for pid in _pids():
+            if _real_uid(pid) == uid:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                    round_kills += 1
+                except ProcessLookupError:
+                    pass
+        if not round_kills:
+            return killed
+        killed += round_kills
+    log.error("Sandbox uid %d still had processes after %d sweeps", uid, _SWEEP_ROUNDS)
+    return killed
+
+
+#: Folders every user may write to, where a task's code can leave files that
+#: outlive it; its uid's entries there go when its lease ends, before the
+#: uid can be leased to another task.
+SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def remove_files_of(uid: int, folders: tuple[str, ...] = SHARED_TEMP) -> int:
+    """Delete what `uid` left at the top of the shared temp folders (a
+    folder of its own, with all in it); returns how many entries went."""
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                continue
+    return removed

@@ -1,0 +1,132 @@
+"""A chosen sandbox tier: how a block's command is wrapped, under which uid it
+runs, and the per-task session that hands the workspace to that uid.
+
+Tiers and what each enforces (docs/security.md has the full table):
+
+| tier                | identity                        | processes          | files               | network "none" |
+| ------------------- | ------------------------------- | ------------------ | ------------------- | -------------- |
+| bubblewrap, as root | a leased uid, no capabilities   | own pid namespace  | host read-only, service folders masked | yes |
+| bubblewrap, as user | user namespace, no capabilities | own pid namespace  | same                | yes            |
+| process, as root    | a leased uid, no capabilities   | swept by uid       | what any user may read; state tree 0700 | no (refused) |
+| process, as user    | the server's own (weak)         | process group only | what the server may | no (refused)   |
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .bootstrap import bootstrap_argv
+from .bubblewrap import bubblewrap_argv
+from .identity import UidLease, UidPool, kill_all_of, remove_files_of
+
+log = logging.getLogger("aipy.sandbox")
+
+TIERS = ("bubblewrap", "process")
+
+
+@dataclass
+class Sandbox:
+    """A tier ready to start blocks. `pool` is set when the service is root:
+    each task then runs as a uid of its own."""
+
+    tier: str
+    python: str
+    network: str = "full"
+    bwrap: str | None = None
+    pool: UidPool | None = None
+    interpreter_roots: list[str] = field(default_factory=list)
+
+    @property
+    def weak(self) -> bool:
+        """True for the one tier that runs code as the server's own user."""
+        return self.tier == "process" and self.pool is None
+
+    def describe(self) -> dict:
+        """What /health shows: the tier and what it rests on."""
+        if self.pool is not None:
+            identity = f"one uid per task from {self.pool.describe()}, no capabilities"
+        elif self.tier == "bubblewrap":
+            identity = "user namespace, no capabilities"
+        else:
+            identity = "the server's own user (weak: run the service as root or install bubblewrap)"
+        return {"tier": self.tier, "identity": identity, "network": self.network, "weak": self.weak}
+
+    @contextmanager
+    def session(self, workspace: Path) -> Iterator["Session"]:
+        """One task's time in the sandbox: lease a uid (when root), hand it the
+        workspace, and on the way out kill all it left and take it back."""
+        lease = self.pool.lease() if self.pool is not None else None
+        session = Session(self, Path(workspace), lease)
+        try:
+            session.open()
+            yield session
+        finally:
+            session.close()
+
+    def command(self, *, mode: str, script: str, path0: str, limits: dict[str, int], workspace: Path,
+                scratch: Path, hide: list[str], uid: int | None, ready_fd: int,
+                tmp_bytes: int) -> tuple[list[str], int | None]:
+        """The argv that starts a block, and the uid the spawn itself must
+        switch to (the process tier as root), else None."""
+        if self.tier == "bubblewrap":
+            wrapper = bubblewrap_argv(self.bwrap or "bwrap", workspace=workspace, scratch=scratch, hide=hide,
+                                      interpreter_roots=self.interpreter_roots, network=self.network,
+                                      as_root=self.pool is not None, tmp_bytes=tmp_bytes)
+            boot = bootstrap_argv(self.python, mode=mode, script=script, path0=path0, cwd=str(workspace),
+                                  limits=limits, uid=uid, ready_fd=ready_fd)
+            return wrapper + boot, None
+        boot = bootstrap_argv(self.python, mode=mode, script=script, path0=path0, cwd=str(workspace),
+                              limits=limits, uid=None, ready_fd=ready_fd)
+        return boot, uid
+
+
+class Session:
+    """Holds a task's uid lease and its workspace while the task runs."""
+
+    def __init__(self, sandbox: Sandbox, workspace: Path, lease: UidLease | None):
+        self.sandbox = sandbox
+        self.workspace = workspace
+        self.lease = lease
+
+    @property
+    def uid(self) -> int | None:
+        return self.lease.uid if self.lease is not None else None
+
+    def give(self, path: Path) -> None:
+        """Make `path` (a folder of this task) the task uid's, mode 0700."""
+        if self.uid is not None:
+            os.chown(path, self.uid, self.uid)
+        os.chmod(path, 0o700)
+
+    def open(self) -> None:
+        # Not parents=True: a task deleted just before it ran must not get
+        # its workspace made again, where no cleanup would find it.
+        self.workspace.mkdir(exist_ok=True)
+        self.give(self.workspace)
+
+    def end_block(self) -> None:
+        """Kill whatever the block left behind, escaped process groups too."""
+        if self.uid is not None:
+            kill_all_of(self.uid)
+
+    def close(self) -> None:
+        if self.lease is None:
+            return
+        try:
+            kill_all_of(self.lease.uid)
+            remove_files_of(self.lease.uid)
+            # Taking the top folder back seals the workspace: the files in it
+            # stay the task uid's, but that uid can no longer reach them, and
+            # the next task to lease the uid finds nothing of this one.
+            try:
+                os.chown(self.workspace, os.geteuid(), os.getegid())
+                os.chmod(self.workspace, 0o700)
+            except FileNotFoundError:
+                pass
+        finally:
+            self.lease.release()
