@@ -16,11 +16,13 @@ import sys
 
 from actors.logs import setup_logging
 from actors.system import TaskSystem
+from agent.sandbox import SandboxUnavailable
 from config import ConfigError, load_config
 
 from .factory import create_app
+from .http_server import build_server
+from .peers import sandbox_uids_to_refuse
 from .version import VERSION
-from .waiting import server_threads
 
 log = logging.getLogger("aipy.server")
 
@@ -63,25 +65,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"🤖 AIPython Agent Mode ({VERSION})", flush=True)
     print(f"🚀 Starting HTTP API server on {args.host}:{port}", flush=True)
     system = TaskSystem(config)
-    system.start_in_process(run_tasks=not args.no_worker)
+    try:
+        system.start_in_process(run_tasks=not args.no_worker)
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        system.stop()
+        return 2
     print("✅ Agent manager initialized", flush=True)
     print(f"🔗 API Documentation: http://{args.host}:{port}/docs", flush=True)
     print(f"📊 Health Check: http://{args.host}:{port}/health", flush=True)
-    return serve(create_app(system), system, args.host, port, server_threads(config.settings))
+    return serve(create_app(system), system, args.host, port)
 
 
-def serve(app, system: TaskSystem, host: str, port: int, threads: int) -> int:
+def serve(app, system: TaskSystem, host: str, port: int) -> int:
     """Serve until SIGTERM or Ctrl-C, then stop the workers: running tasks
-    end as errors and the process exits well within 10 seconds."""
-    from waitress import create_server
-
+    end as errors and the process exits well within 10 seconds. As root,
+    connections from sandboxed task code are refused (see peers.py)."""
+    settings = system.settings
     try:
-        # waitress would otherwise buffer bodies up to 1 GB before the app's
-        # own limit could refuse them.
-        server = create_server(app, host=host, port=port, threads=threads, ident="aipy-agent",
-                               max_request_body_size=system.settings.max_body_bytes)
+        server = build_server(app, settings, host=host, port=port,
+                              refused_uids=sandbox_uids_to_refuse(settings.engine))
     except OSError as exc:
-        print(f"error: cannot listen on {host}:{port}: {exc.strerror}; choose another --port", file=sys.stderr)
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror}; choose another port", file=sys.stderr)
         system.stop()
         return 1
 

@@ -13,6 +13,7 @@ import falcon
 from . import errors
 from .auth import BearerAuth
 from .openapi import build_openapi
+from .origin import RequestOriginGuard
 from .resources.admin import CleanupResource
 from .resources.docs import add_docs
 from .resources.events import TaskEvents
@@ -26,7 +27,9 @@ from .waiting import WaitBudget
 def create_app(system) -> falcon.App:
     settings = system.settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    middleware = []
+    # First, so nothing else runs for a request a foreign page made; Host is
+    # left unchecked when a token is set (a rebinding page cannot know it).
+    middleware: list = [RequestOriginGuard(settings.cors_origins, None if token else settings.allowed_hosts)]
     if settings.cors_origins:
         origins = "*" if settings.cors_origins == ["*"] else settings.cors_origins
         middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=["Content-Disposition"]))

@@ -26,10 +26,12 @@ MODELS: list[type[BaseModel]] = [
 ERRORS = {
     "400": "Invalid request (the detail names each bad field) or a task that cannot be cancelled",
     "401": "Missing or wrong API token",
+    "403": "Refused: a request a web page made (an Origin not in cors_origins on POST and DELETE; with no API "
+           "token, a Host that is neither loopback nor in allowed_hosts), or a connection from sandboxed task code",
     "404": "No such task, file or route (a submit that waited: its task was removed by a cleanup meanwhile)",
     "405": "Method not allowed on this path",
     "413": "Request body over max_body_bytes",
-    "415": "Body not sent as application/json",
+    "415": "Body not sent as application/json (a POST or DELETE may also have no body)",
     "503": "Task queue or storage unavailable (or a damaged task file), or too many open streams",
     "500": "Internal error (details in the server log)",
 }
@@ -73,21 +75,26 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
     auth = ("401",) if secured else ()
     # The description pages need no token while public_docs is on.
     docs_security = {"security": []} if settings.public_docs else {}
-    # Any endpoint that touches storage answers 503 when it fails.
-    common = auth + ("503", "500")
+    # Any request may be refused (app/origin.py, app/peers.py), and any
+    # endpoint that touches storage answers 503 when it fails.
+    common = auth + ("403", "503", "500")
+    refused = {"403": _json(_ref(ErrorResponse), ERRORS["403"])}
+    # POST and DELETE also refuse a body that is not JSON.
+    changing = ("415",)
     wait = _wait(settings.max_wait_s)
     paths = {
         "/": {"get": _operation("API information and endpoints", {"200": _json({"type": "object"}, "API information")},
                                 errors=common, op_id="info")},
         "/health": {"get": {
             "summary": "Health of the service, its broker and its storage", "operationId": "health", "security": [],
-            "responses": {"200": _json({"type": "object"}, "Healthy"), "503": _json({"type": "object"}, "Unhealthy")},
+            "responses": {"200": _json({"type": "object"}, "Healthy"), "503": _json({"type": "object"}, "Unhealthy"),
+                          **refused},
         }},
         "/tasks": {
             "post": _operation(
                 "Submit a task", {"200": _json({"oneOf": [_ref(SubmitResponse), _ref(TaskResult)]},
                                                "The new task; with wait, its result when it finished in time")},
-                errors=("400", "404", "413", "415") + common, op_id="submit_task",
+                errors=("400", "404", "413") + changing + common, op_id="submit_task",
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
                                    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
                                    "description": "A repeated key returns the first task instead of starting another."}],
@@ -108,7 +115,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
             "get": _operation("Task status", {"200": _json(_ref(TaskStatus), "The task")},
                               errors=("400", "404") + common, parameters=[wait], op_id="get_task"),
             "delete": _operation("Cancel a task", {"200": _json(_ref(CancelResponse), "Cancelled")},
-                                 errors=("400", "404") + common, op_id="cancel_task"),
+                                 errors=("400", "404") + changing + common, op_id="cancel_task"),
         },
         "/tasks/{task_id}/result": {
             "parameters": [TASK_ID],
@@ -145,17 +152,18 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         },
         "/openapi.json": {"get": {
             "summary": "This document", "operationId": "openapi", **docs_security,
-            "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")},
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document"), **refused},
         }},
         "/docs": {"get": {
             "summary": "Interactive API documentation (Swagger UI, served with no internet access)",
             "operationId": "docs", **docs_security,
-            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                          **refused},
         }},
         "/admin/cleanup": {
             "post": _operation(
                 "Remove finished tasks older than max_age_hours", {"200": _json(_ref(MessageResponse), "How many went")},
-                errors=("400",) + common, op_id="cleanup",
+                errors=("400",) + changing + common, op_id="cleanup",
                 parameters=[_query("max_age_hours", {"type": "number", "minimum": 0, "maximum": 10**6},
                                    f"Age in hours (default {settings.max_age_hours:g})")],
             ),

@@ -1,5 +1,8 @@
-"""The WSGI entry point for `waitress-serve app.wsgi:app` (the Procfile's
-`web` process). Configuration comes from the environment and config files.
+"""The WSGI entry point: `python -m app.serve` (the Procfile's `web` process)
+serves this app; any WSGI server can (`waitress-serve app.wsgi:app`), but only
+our own (app.serve, `python -m app`) refuse connections from sandboxed task
+code (see peers.py).
+Configuration comes from the environment and config files.
 
 With REDIS_URL this process only serves HTTP and sends tasks to Redis, where
 the `worker` processes run them. Without it there would be no one to run the

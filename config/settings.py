@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "AIPYTHON_REDIS_URL", "redis_url"))
     debug: bool = False
     http_threads: int = Field(8, ge=1, le=512)
+    # Open connections waitress keeps at once; past it, it stops accepting, so
+    # its own default (100) let a handful of idle clients take the API down.
+    http_connection_limit: int = Field(1000, ge=1, le=1_000_000)
+    # An idle keep-alive connection is closed after this many seconds (waitress
+    # counts whole seconds); a request in progress is never cut.
+    http_channel_timeout_s: int = Field(60, ge=1, le=86_400)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_instruction_chars: int = Field(100_000, ge=1)
     list_default_limit: int = Field(100, ge=1)
@@ -48,7 +54,15 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     public_docs: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # With no api_token, only requests whose Host is a loopback name or one of
+    # these are served: a DNS-rebinding page reaches a local server under its
+    # own host name, which this refuses ("*" allows any; see app/origin.py).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     callback_secret: SecretStr | None = None
+    # Empty: callbacks reach public addresses only (no loopback, private or
+    # metadata address: they are requests this server makes). Set: only the
+    # hosts listed (names, *.domain, *, IPs, CIDRs such as 10.0.0.0/8), and a
+    # listed name or network may be private; see actors/callback_targets.py.
     callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     callback_retries: int = Field(5, ge=0, le=50)
     callback_backoff_s: float = Field(2.0, ge=0)
@@ -62,7 +76,7 @@ class Settings(BaseSettings):
         # Accept locale spellings such as zh_CN.UTF-8; anything else is English.
         return "zh" if value.lower().startswith("zh") else "en"
 
-    @field_validator("cors_origins", "callback_allowed_hosts", mode="before")
+    @field_validator("cors_origins", "callback_allowed_hosts", "allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value):
         # AIPYTHON_CORS_ORIGINS=https://a.example,https://b.example reads as a

@@ -77,9 +77,11 @@ def recorder():
 # -- a live server over real HTTP, in embedded mode ---------------------------
 
 import requests  # noqa: E402
-from waitress import create_server  # noqa: E402
 
 from . import openapi_check  # noqa: E402
+
+#: LiveServer's default for `refused_uids`: what the real server refuses.
+SANDBOX_UIDS = object()
 
 
 @pytest.fixture(autouse=True)
@@ -117,21 +119,25 @@ def app_config(tmp_path, llm: FakeLLM, *, kind: str = "openai", protocol: str = 
 
 class LiveServer:
     """The whole embedded system (store, broker, worker threads) behind
-    waitress on a free loopback port."""
+    waitress on a free loopback port, built as the real server is; as root it
+    refuses connections from the sandbox's uids unless `refused_uids` says
+    otherwise (None: refuse none)."""
 
-    def __init__(self, config, *, workers: bool = True):
+    def __init__(self, config, *, workers: bool = True, refused_uids=SANDBOX_UIDS):
         from actors.system import TaskSystem
         from app.factory import create_app
+        from app.http_server import build_server
+        from app.peers import sandbox_uids_to_refuse
 
         self.config = config
         self.system = TaskSystem(config)
         self.store = self.system.store
         if workers:
             self.system.start_workers()
-        from app.waiting import server_threads
-
-        self.server = create_server(create_app(self.system), host="127.0.0.1", port=0,
-                                    threads=server_threads(config.settings), asyncore_loop_timeout=0.05)
+        if refused_uids is SANDBOX_UIDS:
+            refused_uids = sandbox_uids_to_refuse(config.settings.engine)
+        self.server = build_server(create_app(self.system), config.settings, host="127.0.0.1", port=0,
+                                   refused_uids=refused_uids, asyncore_loop_timeout=0.05)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self.serving = True
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -141,10 +147,10 @@ class LiveServer:
         openapi_check.register(self.url)
 
     def _serve(self) -> None:
-        # Closing waitress from another thread races its select loop, so the
+        # Closing waitress from another thread races its poll loop, so the
         # loop runs here in short turns and the server closes in this thread.
         while self.serving:
-            self.server.asyncore.loop(timeout=0.05, map=self.server._map, count=1)
+            self.server.asyncore.loop(timeout=0.05, map=self.server._map, count=1, use_poll=True)
         self.server.close()
 
     def submit(self, instruction: str = "do it", **fields) -> str:
@@ -174,8 +180,8 @@ def start_server(tmp_path, fake_llm):
     """Start a live server with settings changed as given; stopped after the test."""
     started: list[LiveServer] = []
 
-    def start(*, workers: bool = True, **settings) -> LiveServer:
-        server = LiveServer(app_config(tmp_path, fake_llm, **settings), workers=workers)
+    def start(*, workers: bool = True, refused_uids=SANDBOX_UIDS, **settings) -> LiveServer:
+        server = LiveServer(app_config(tmp_path, fake_llm, **settings), workers=workers, refused_uids=refused_uids)
         started.append(server)
         return server
 

@@ -19,21 +19,30 @@ from .redis_server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(tmp_path, fake_llm, *args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def server_env(fake_llm) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPYTHON_") and k != "REDIS_URL"}
     env.update(AIPYTHON_LLM_BASE_URL=fake_llm.openai_base_url, AIPYTHON_LLM_API_KEY="test-key",
                AIPYTHON_LLM_MODEL="fake-cli", PYTHONPATH=str(ROOT))
+    return env
+
+
+def start(tmp_path, fake_llm, *args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "--agent", "--port", str(port), "--data-dir", str(tmp_path / "data"), *args],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env=server_env(fake_llm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    return process, wait_until_serving(process, port)
+
+
+def wait_until_serving(process: subprocess.Popen, port: int) -> str:
+    """The server's URL once it answers on 127.0.0.1."""
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
             requests.get(f"{url}/health", timeout=1)
-            return process, url
+            return url
         except requests.ConnectionError:
             assert process.poll() is None, process.stdout.read()
             assert time.monotonic() < deadline, "server did not start"
@@ -92,3 +101,22 @@ def test_a_busy_port_is_a_clear_error(tmp_path, fake_llm):
                                "--data-dir", str(tmp_path / "data")],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_app_serve_is_the_procfile_web_process(tmp_path, fake_llm):
+    # The Procfile's web line: every interface, $PORT, the same server (and
+    # app) as `python -m app --agent`. Only 127.0.0.1 is connected to here.
+    port = free_port()
+    env = server_env(fake_llm) | {"PORT": str(port), "AIPYTHON_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen([sys.executable, "-m", "app.serve"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = wait_until_serving(process, port)
+        assert requests.post(f"{url}/tasks", json={"instruction": "hi"}).status_code == 200
+        foreign = requests.get(f"{url}/tasks", headers={"Host": "rebound.example"})
+        assert foreign.status_code == 403 and "AIPYTHON_ALLOWED_HOSTS" in foreign.json()["detail"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=15)[0]
+    assert process.returncode == 0, output
+    assert f"Serving HTTP on 0.0.0.0:{port}" in output
