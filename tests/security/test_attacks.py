@@ -237,3 +237,46 @@ def test_code_leaves_nothing_in_shared_temp_folders(arena):
     attack = arena.run(attempts(*targets))
     assert attack.stdout.startswith(f"WROTE {targets[0]}"), attack.block  # /tmp is usable
     assert not any(os.path.exists(target) for target in targets)  # and nothing stays for the next task
+
+
+def test_code_cannot_call_the_api(arena):
+    earlier = arena.finished_task()
+    code = (
+        "import urllib.request, urllib.error\n"
+        f"request = urllib.request.Request({arena.server.url + '/admin/cleanup?max_age_hours=0'!r}, method='POST')\n"
+        "try:\n"
+        "    print('ANSWERED', urllib.request.urlopen(request, timeout=5).status)\n"
+        "except urllib.error.HTTPError as exc:\n"
+        "    print('refused', exc.code)\n"
+        "except OSError as exc:\n"
+        "    print('refused', type(exc).__name__)\n"
+    )
+    attack = arena.run(code)
+    assert attack.stdout == "refused 403\n", attack.block
+    assert requests.get(f"{arena.server.url}/tasks/{earlier}", timeout=10).status_code == 200
+
+
+def test_code_cannot_hold_the_api_down_with_idle_connections(arena, fake_llm):
+    marker = new_marker("idle")
+    host, port = arena.server.url.rsplit("/", 1)[1].split(":")
+    code = (
+        "import os, socket\n"
+        "held = []\n"
+        "for _ in range(200):\n"
+        f"    s = socket.create_connection(({host!r}, {port}), timeout=5)\n"
+        "    s.set_inheritable(True)\n"
+        "    held.append(s)\n"
+        f"os.execvp('sleep', ['{marker}', '60'])  # keeps every socket open\n"
+    )
+    fake_llm.script(Reply("Holding.", blocks=[Block("python", code)]))
+    task_id = arena.server.submit("hold the API")
+    deadline = time.monotonic() + 30
+    while not running(marker):
+        assert time.monotonic() < deadline, "the block never held its connections"
+        time.sleep(0.02)
+    for method, path, body in (("GET", "/health", None), ("POST", "/tasks", {"instruction": "still there?"})):
+        started = time.monotonic()
+        response = requests.request(method, arena.server.url + path, json=body, timeout=10)
+        assert response.status_code == 200 and time.monotonic() - started < 0.1, (path, response.text)
+    requests.delete(f"{arena.server.url}/tasks/{task_id}", timeout=10)
+    assert gone_within(marker, 5.0)
