@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from actors.system import TASK_QUEUE
 from storage import TaskStore
 
 from .fake_llm import Block, Reply
@@ -244,7 +245,8 @@ def test_cancel_pending_task_means_it_never_starts(start_server, fake_llm):
     assert response.status_code == 200
     assert response.json() == {"message": f"Task {task_id} cancelled", "status": "cancelled"}
     server.system.start_workers()
-    time.sleep(0.3)
+    server.system.broker.join(TASK_QUEUE, timeout=10_000)  # the message was taken and handled
+    server.system.worker.join()
     task = requests.get(f"{server.url}/tasks/{task_id}").json()
     assert task["status"] == "cancelled" and task["started_at"] is None
     assert fake_llm.requests == []
@@ -338,7 +340,8 @@ def test_lifecycle_is_logged_with_the_task_id(server, fake_llm, caplog):
     fake_llm.script(Reply("Done."))
     task_id = server.submit("log me")
     server.wait_for(task_id)
-    time.sleep(0.1)
+    server.system.broker.join(TASK_QUEUE, timeout=10_000)  # the runner has logged the end too
+    server.system.worker.join()
     lines = [r.getMessage() for r in caplog.records]
     assert f"Task submitted: {task_id}" in lines
     assert f"Task {task_id} started" in lines and f"Task {task_id} completed" in lines
