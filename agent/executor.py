@@ -277,6 +277,10 @@ class ExecSession:
                               f"inside the workspace", started)
         if cancelled():
             return ExecResult("cancelled", "[cancelled before start]", "", "", None, 0)
+        try:
+            self.session.open()
+        except (OSError, RuntimeError) as exc:  # no uid free, workspace unusable
+            return self._not_started(lang, f"could not prepare the sandbox: {exc}", started)
         scratch = Path(tempfile.mkdtemp(prefix="aipy-exec-"))
         try:
             self.session.give(scratch)

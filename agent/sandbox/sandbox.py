@@ -58,12 +58,11 @@ class Sandbox:
 
     @contextmanager
     def session(self, workspace: Path) -> Iterator["Session"]:
-        """One task's time in the sandbox: lease a uid (when root), hand it the
-        workspace, and on the way out kill all it left and take it back."""
-        lease = self.pool.lease() if self.pool is not None else None
-        session = Session(self, Path(workspace), lease)
+        """One task's time in the sandbox. Its first block leases a uid (when
+        root) and hands it the workspace; leaving kills all the task left
+        and takes the workspace back. A task that runs no code costs nothing."""
+        session = Session(self, Path(workspace))
         try:
-            session.open()
             yield session
         finally:
             session.close()
@@ -88,10 +87,11 @@ class Sandbox:
 class Session:
     """Holds a task's uid lease and its workspace while the task runs."""
 
-    def __init__(self, sandbox: Sandbox, workspace: Path, lease: UidLease | None):
+    def __init__(self, sandbox: Sandbox, workspace: Path):
         self.sandbox = sandbox
         self.workspace = workspace
-        self.lease = lease
+        self.lease: UidLease | None = None
+        self.opened = False
 
     @property
     def uid(self) -> int | None:
@@ -104,6 +104,13 @@ class Session:
         os.chmod(path, 0o700)
 
     def open(self) -> None:
+        """Lease the uid and hand over the workspace, once, before the first
+        block. Raises NoFreeUid or OSError."""
+        if self.opened:
+            return
+        if self.sandbox.pool is not None:
+            self.lease = self.sandbox.pool.lease()
+        self.opened = True
         # Not parents=True: a task deleted just before it ran must not get
         # its workspace made again, where no cleanup would find it.
         self.workspace.mkdir(exist_ok=True)
@@ -130,3 +137,4 @@ class Session:
                 pass
         finally:
             self.lease.release()
+            self.lease = None
