@@ -98,16 +98,17 @@ class UidPool:
                         "raise engine.sandbox_uid_count or run fewer tasks at once")
 
     def sweep_unleased(self) -> int:
-        """Kill the processes of every uid in the range that no live process
-        holds: what a killed worker left running. Run at start, before any
-        task. Returns how many uids had processes."""
+        """Kill the processes, and remove the temp files, of every uid in the
+        range that no live process holds: what a killed worker's tasks left.
+        Run at start, before any task. Returns how many uids had processes."""
         found = 0
-        for uid in sorted(uids_with_processes(self.uids)):
+        for uid in sorted(uids_with_processes(self.uids) | uids_with_temp_files(self.uids)):
             fd = self._try_lock(uid)
             if fd is None:
                 continue  # a live worker's task owns it
             try:
                 killed = kill_all_of(uid)
+                remove_files_of(uid)
             finally:
                 os.close(fd)
             if killed:
@@ -178,6 +179,24 @@ def kill_all_of(uid: int) -> int:
 #: outlive it; its uid's entries there go when its lease ends, before the
 #: uid can be leased to another task.
 SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def uids_with_temp_files(uids: range, folders: tuple[str, ...] = SHARED_TEMP) -> set[int]:
+    """Which uids of `uids` own an entry at the top of the shared temp folders."""
+    found = set()
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        owner = entry.stat(follow_symlinks=False).st_uid
+                    except OSError:
+                        continue
+                    if owner in uids:
+                        found.add(owner)
+        except OSError:
+            continue
+    return found
 
 
 def remove_files_of(uid: int, folders: tuple[str, ...] = SHARED_TEMP) -> int:

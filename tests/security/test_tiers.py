@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from agent.executor import ExecLimits, Executor
-from agent.sandbox import Sandbox, SandboxUnavailable, UidPool, choose_sandbox, kill_all_of
+from agent.sandbox import Sandbox, SandboxUnavailable, UidPool, choose_sandbox
 from agent.sandbox.identity import uids_with_processes
 
 from ..conftest import make_engine
@@ -86,10 +86,10 @@ def test_network_none_reaches_nothing_not_even_loopback(start_arena, fake_llm):
     assert requests.get(f"{arena.server.url}/health", timeout=10).json()["sandbox"]["network"] == "none"
 
 
-def test_network_none_refuses_the_process_tier():
+def test_network_none_refuses_the_process_tier(tmp_path):
     with pytest.raises(SandboxUnavailable, match="needs the bubblewrap tier"):
         choose_sandbox("process", network="none", python=None, uids=range(1_300_000, 1_300_010),
-                       probe=lambda box: None, lease_dir=Path(tempfile.mkdtemp()))
+                       probe=lambda box: None, lease_dir=tmp_path / "leases")
 
 
 @needs_bwrap
@@ -115,11 +115,11 @@ def test_a_block_the_sandbox_cannot_start_fails_the_task(fake_llm, recorder, tmp
     assert len(fake_llm.requests) == 1  # the model was not asked to carry on
 
 
-def test_a_forced_tier_that_cannot_run_fails_the_start_naming_the_cause(monkeypatch):
+def test_a_forced_tier_that_cannot_run_fails_the_start_naming_the_cause(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name, **kw: None if name == "bwrap" else "/bin/" + name)
     with pytest.raises(SandboxUnavailable, match="bwrap program is not installed"):
         choose_sandbox("bubblewrap", network="full", python=None, uids=range(1_300_000, 1_300_010),
-                       probe=lambda box: None, lease_dir=Path(tempfile.mkdtemp()))
+                       probe=lambda box: None, lease_dir=tmp_path / "leases")
 
 
 def test_auto_falls_back_to_the_next_tier_that_passes_its_self_test(tmp_path):
@@ -177,5 +177,4 @@ def test_a_killed_worker_leaves_no_code_running(tier, tmp_path, data_root):
     finally:
         process.kill()
         process.wait()
-        for uid in uids_with_processes(uids):
-            kill_all_of(uid)
+        UidPool(uids, leases).sweep_unleased()  # and the scratch folder the killed worker left
