@@ -67,6 +67,24 @@ class Settings(BaseSettings):
     callback_retries: int = Field(5, ge=0, le=50)
     callback_backoff_s: float = Field(2.0, ge=0)
     callback_timeout_s: float = Field(10.0, gt=0, le=300)
+    # A task's end that storage refuses (a full disk, a read-only data folder)
+    # is tried again: by its worker for end_retry_inline_s, then by one
+    # background thread, first after end_retry_backoff_s, doubling up to
+    # end_retry_max_backoff_s (the most a task waits once space is back),
+    # for at most end_retry_max_tasks tasks at once; past that, a worker
+    # keeps trying its own (see actors/runner.py).
+    end_retry_inline_s: float = Field(2.0, ge=0, le=60)
+    end_retry_backoff_s: float = Field(0.2, gt=0, le=60)
+    end_retry_max_backoff_s: float = Field(5.0, gt=0, le=600)
+    end_retry_max_tasks: int = Field(1000, ge=1, le=1_000_000)
+    # A task pending this long (since it was created or last re-sent) with no
+    # message for it in the queue lost its message (Redis came back empty)
+    # and is sent again; the reconciler looks every reconcile_interval_s.
+    # Keep the first well above the time a submit's send may take (Redis
+    # timeouts: 7 s at most), or a task still on its way is sent twice:
+    # harmless, a task runs once, but noisy. See actors/reconciler.py.
+    requeue_pending_after_s: float = Field(60.0, gt=0, le=86_400)
+    reconcile_interval_s: float = Field(15.0, gt=0, le=3600)
     lang: str = "en"
     engine: EngineSettings = Field(default_factory=EngineSettings)
 

@@ -1,20 +1,24 @@
 """The file-based task store: one folder per task with its state and its
 append-only event log, a listing index, and apart from them the tasks'
-workspaces. It knows nothing of HTTP or Dramatiq (see store.py, index.py and
-layout.py for the design)."""
+workspaces. It knows nothing of HTTP or Dramatiq (see store.py, changes.py,
+eventlog.py, index.py and layout.py for the design)."""
 
-from .errors import InvalidTransition, StorageError, TaskNotFound
-from .states import FINISHED, STATUSES
+from .errors import DamagedTask, InvalidTransition, StorageError, StorageFull, StorageReadOnly, TaskNotFound
+from .states import FINISHED, STATUSES, end_content
 from .store import TaskStore
 from .times import format_ts, utc_now_iso
 
 __all__ = [
     "FINISHED",
     "STATUSES",
+    "DamagedTask",
     "InvalidTransition",
     "StorageError",
+    "StorageFull",
+    "StorageReadOnly",
     "TaskNotFound",
     "TaskStore",
+    "end_content",
     "format_ts",
     "utc_now_iso",
 ]

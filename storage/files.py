@@ -1,5 +1,6 @@
 """Low-level file helpers shared by the store, the event log and the index:
-id validation, whole writes, atomic replacement, and locks.
+id validation, whole writes, all-or-nothing appends of lines, atomic
+replacement, and locks.
 
 Every write of the package goes through `write_all`, so a test can make the
 disk "full" at any step by patching that one function.
@@ -87,17 +88,43 @@ def _write_chunks(fd: int, chunks: Iterable[bytes], size: int = 1 << 20) -> None
         write_all(fd, b"".join(pending))
 
 
-def append_fixing_torn_tail(fd: int, data: bytes) -> None:
-    """Append `data` (whole lines) to an O_APPEND file opened for reading too.
+def complete_size(fd: int, size: int, block: int = 16384) -> int:
+    """Where the last whole line of the first `size` bytes of `fd` ends (just
+    past its newline); 0 if there is none. Usually one 1-byte read: a file
+    that ends with a newline ends there."""
+    end = size
+    while end > 0:
+        start = max(end - block, 0)
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
 
-    If the file ends without a newline, a writer died mid-line: a newline is
-    written first so that torn line stays one separate, invalid line instead
-    of swallowing ours. Caller holds the file's lock.
+
+def append_lines(fd: int, data: bytes) -> None:
+    """Append `data` (whole lines) to an O_APPEND file opened for reading
+    too, all of it or nothing. Caller holds the file's lock.
+
+    A line counts once its newline is written: readers skip what follows
+    the last newline. So the bytes after it, left by a writer that died
+    mid-line (no live writer holds the lock), are cut off first, and a write
+    that fails midway (a full disk) is cut back to where it started: the
+    file never keeps a torn line in its middle, and a failed append frees
+    the space it took.
     """
     size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        data = b"\n" + data
-    write_all(fd, data)
+    end = complete_size(fd, size)
+    if end < size:
+        os.ftruncate(fd, end)
+    try:
+        write_all(fd, data)
+    except BaseException:
+        try:
+            os.ftruncate(fd, end)
+        except OSError:
+            pass  # the next append cuts the torn tail off instead
+        raise
 
 
 #: In-process half of the per-task lock: flock excludes other processes (and

@@ -4,7 +4,11 @@ A cursor keeps the log open and remembers how far it has read, so each poll
 costs one fstat when nothing changed and reads only the new bytes when
 something did: a stream that stays open for a long task never re-reads the
 events it already sent. A line without its newline yet is held back until the
-writer finishes it.
+writer finishes it, and the cursor stays at that line's start, reading it
+again at the next poll: a writer may cut such a line off (it failed midway,
+see `files.append_lines`), and what it writes next starts there. Such a line
+exists only while a write is under way (or, after a writer died mid-line,
+until the task's next append cuts it off), so re-reading it costs little.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ class EventCursor:
 
     def __init__(self, path: Path, after: int = 0):
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        self._offset = 0
-        self._partial = b""
+        self._offset = 0  # just past the last whole line read
         self.last_seq = after
 
     def poll(self) -> list[dict]:
@@ -29,12 +32,11 @@ class EventCursor:
         size = os.fstat(self._fd).st_size
         if size <= self._offset:
             return []
-        data = self._partial + os.pread(self._fd, size - self._offset, self._offset)
-        self._offset = size
-        lines = data.split(b"\n")
-        self._partial = lines.pop()  # b"" after a complete line
+        data = os.pread(self._fd, size - self._offset, self._offset)
+        whole = data.rfind(b"\n") + 1
+        self._offset += whole
         events = []
-        for raw in lines:
+        for raw in data[:whole].split(b"\n"):
             event = parse_event(raw)
             if event is not None and event["seq"] > self.last_seq:
                 events.append(event)

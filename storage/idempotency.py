@@ -57,8 +57,13 @@ class IdempotencyKeys:
             os.unlink(temp)
 
     def reassign(self, key: str, task_id: str) -> None:
-        """Give a key whose task is gone to a new task."""
-        files.atomic_write(self._path(key), task_id.encode())
+        """Give a key whose task is gone to a new task (StorageError if the
+        disk refuses: the key then still names the gone task, so it is free)."""
+        path = self._path(key)
+        try:
+            files.atomic_write(path, task_id.encode())
+        except OSError as exc:
+            raise storage_error("record the idempotency key", exc, path) from exc
 
     def release(self, key: str, task_id: str) -> None:
         """Free `key` if `task_id` holds it (its task could not be queued)."""
@@ -68,6 +73,8 @@ class IdempotencyKeys:
                 path.unlink()
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            raise storage_error("free the idempotency key", exc, path) from exc
 
     def prune(self, max_age_hours: float) -> int:
         """Remove keys older than the task retention; returns how many."""

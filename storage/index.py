@@ -16,16 +16,18 @@ Why a journal file
 
 Many processes, one file
     Appenders hold an exclusive flock on ``.index.lock`` and write whole lines
-    in one ``write`` on an O_APPEND descriptor, first ending any torn line a
-    dead writer left. Each process loads the file once (lazily, on its first
-    query, or at start via `TaskStore.load_index`) into an `IndexTable` (one
-    packed int per task, ~18 MB for 100,000) and afterwards, on every query,
-    ``stat``s the path: same inode and a larger size means "read just the new
-    bytes from my offset"; another inode means the file was rewritten
-    (compaction or rebuild) and is loaded again. The loaded file stays open so
-    its inode cannot be reused behind our back. Other processes' creates,
-    transitions and deletes are thus visible on the next call, for the price
-    of one stat when nothing changed.
+    in one ``write`` on an O_APPEND descriptor, all or nothing: a torn line a
+    dead writer left is cut off first, and a write that fails midway (disk
+    full) is cut back (see `files.append_lines`); readers only ever take
+    lines up to the last newline. Each process loads the file once (lazily,
+    on its first query, or at start via `TaskStore.load_index`) into an
+    `IndexTable` (one packed int per task, ~18 MB for 100,000) and
+    afterwards, on every query, ``stat``s the path: same inode and a larger
+    size means "read just the new bytes from my offset"; another inode means
+    the file was rewritten (compaction or rebuild) and is loaded again. The
+    loaded file stays open so its inode cannot be reused behind our back.
+    Other processes' creates, transitions and deletes are thus visible on the
+    next call, for the price of one stat when nothing changed.
 
 Merging
     Statuses only move forward (pending < running < finished < deleted), so a
@@ -35,12 +37,12 @@ Merging
 Rewrites
     *Compaction* (when the file has more than twice as many lines as live
     tasks, plus slack; checked at load and after cleanup) and *rebuild* (when
-    the file is missing or has an invalid line — corruption, or a torn line a
-    dead writer left — by reading every task.json, ~2-3 s for 100,000) write
-    a new file and rename it over the old one while holding the lock, so no
-    append is lost; appends wait meanwhile. An appender that finds no file
-    skips its record: the next load rebuilds from the folders, which already
-    hold the change.
+    the file is missing or has an invalid line — corruption, or a torn line
+    that an older version ended with a newline — by reading every task.json,
+    ~2-3 s for 100,000) write a new file and rename it over the old one
+    while holding the lock, so no append is lost; appends wait meanwhile. An
+    appender that finds no file skips its record: the next load rebuilds from
+    the folders, which already hold the change.
 
 Repairs
     The first load in a process walks the folder names (one ``scandir``, no
@@ -126,7 +128,7 @@ class TaskIndex:
             except FileNotFoundError:
                 return  # the next load rebuilds from the folders, which hold this change
             try:
-                files.append_fixing_torn_tail(fd, data)
+                files.append_lines(fd, data)
                 if self._fsync:
                     os.fsync(fd)
             finally:

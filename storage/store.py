@@ -16,7 +16,9 @@ Each change to one task (state or log) happens under that task's lock (an
 flock on ``<task>/.lock`` plus a thread lock), so transitions are checked
 against the current state and event seqs have no gaps, across threads and
 processes. The event is written before the state that depends on it, so a
-reader who sees a finished state also finds the task_end event. Reading one
+reader who sees a finished state also finds the task_end event; a state left
+behind its log's task_end (a crash or a full disk between the two writes)
+follows the log at the task's next change (see changes.py). Reading one
 task touches only its folder, so it costs the same with 100 or 100,000 tasks;
 listing, recovery and cleanup go through the index and never scan folders,
 and only `workspace`, `create` and deleting touch the workspaces.
@@ -36,13 +38,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import eventlog, files, layout
-from .errors import InvalidTransition, StorageError, TaskNotFound, storage_error
+from .changes import StatusChanges
+from .errors import DamagedTask, StorageError, TaskNotFound, storage_error
 from .files import canonical_id
 from .follow import EventCursor
 from .index import TaskIndex, record_of
 from .queries import IndexedQueries
 from .results import build_result
-from .states import ALLOWED, FINISHED, advance, end_content, new_state, state_problem
+from .states import new_state, state_problem
 from .times import format_ts, system_clock
 from .trash import Trash
 
@@ -60,7 +63,7 @@ def _new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-class TaskStore(IndexedQueries):
+class TaskStore(IndexedQueries, StatusChanges):
     """All tasks under one data folder."""
 
     def __init__(self, root: Path | str, *, clock: Callable[[], datetime] = system_clock,
@@ -109,13 +112,6 @@ class TaskStore(IndexedQueries):
         except OSError as exc:
             raise storage_error(f"{action} for task {task_id}", exc) from exc
 
-    @contextmanager
-    def _locked_state(self, action: str, task_id: object) -> Iterator[tuple[str, Path, dict]]:
-        """Hold the task's lock and give its current state, to change it."""
-        canonical, folder = self._folder(task_id)
-        with self._guard(action, canonical), files.task_lock(folder, canonical):
-            yield canonical, folder, self._read(canonical, folder)
-
     def _now(self) -> str:
         return format_ts(self._clock())
 
@@ -127,12 +123,12 @@ class TaskStore(IndexedQueries):
         try:
             state = json.loads(raw)
         except ValueError:
-            raise StorageError(f"task {task_id}: {path} is not valid JSON; "
-                               "restore it or delete the task folder") from None
+            raise DamagedTask(f"task {task_id}: {path} is not valid JSON; "
+                              "restore it or delete the task folder") from None
         problem = state_problem(state, task_id)
         if problem:
-            raise StorageError(f"task {task_id}: {path} {problem}; "
-                               "restore it or delete the task folder")
+            raise DamagedTask(f"task {task_id}: {path} {problem}; "
+                              "restore it or delete the task folder")
         return state
 
     def _read_or_none(self, task_id: str) -> dict | None:
@@ -143,6 +139,9 @@ class TaskStore(IndexedQueries):
 
     def _write(self, folder: Path, state: dict) -> None:
         files.atomic_write(folder / "task.json", files.dumps(state), fsync=self._fsync)
+
+    def _append(self, folder: Path, events: list[tuple[str, dict]]) -> None:
+        eventlog.append_many(folder / "events.jsonl", events, self._now(), fsync=self._fsync)
 
     def _journal(self, records: list[dict]) -> None:
         """Index records for changes already on disk: the folders stay right
@@ -235,59 +234,10 @@ class TaskStore(IndexedQueries):
         with self._guard("follow the events", canonical):
             return EventCursor(folder / "events.jsonl", after)
 
-    def transition(self, task_id: object, target: str, *, error: str | None = None,
-                   context: dict | None = None) -> dict:
-        with self._locked_state("change the status", task_id) as (canonical, folder, state):
-            advance(state, target, self._now(), error=error, context=context)
-            self._write(folder, state)
-        self._journal([record_of(state)])
-        return state
-
-    def request_cancel(self, task_id: object) -> dict:
-        """Cancel a pending task now; ask a running one to stop (its engine
-        polls `is_cancel_requested`); a finished one raises InvalidTransition."""
-        with self._locked_state("cancel", task_id) as (canonical, folder, state):
-            if state["status"] == "pending":
-                eventlog.append(folder / "events.jsonl", "task_end", end_content("cancelled"), self._now(),
-                                fsync=self._fsync)
-                advance(state, "cancelled", self._now())
-            elif state["status"] == "running":
-                if state.get("cancel_requested"):
-                    return state
-                state["cancel_requested"] = True
-            else:
-                raise InvalidTransition(canonical, state["status"], "cancelled")
-            self._write(folder, state)
-        if state["status"] == "cancelled":
-            self._journal([record_of(state)])
-        return state
-
     def is_cancel_requested(self, task_id: object) -> bool:
         """Polled every 100 ms per running task: one stat while task.json is
         unchanged (see `get`)."""
         return bool(self.get(task_id).get("cancel_requested"))
-
-    def end_task(self, task_id: object, status: str, *, error: str | None = None) -> dict:
-        """Finish a task its engine did not finish (crash, recovery): the log
-        gets an error and a task_end event unless it has its task_end already.
-        A task already finished is returned unchanged."""
-        if status not in FINISHED:
-            raise ValueError(f"end_task needs a finished status ({', '.join(sorted(FINISHED))}), not {status!r}")
-        with self._locked_state("end", task_id) as (canonical, folder, state):
-            if state["status"] in FINISHED:
-                return state
-            if status not in ALLOWED.get(state["status"], ()):
-                raise InvalidTransition(canonical, state["status"], status)
-            log_path = folder / "events.jsonl"
-            if not any(event["type"] == "task_end" for event in eventlog.read(log_path)):
-                if error:
-                    eventlog.append(log_path, "error", {"message": error, "exception": error}, self._now(),
-                                    fsync=self._fsync)
-                eventlog.append(log_path, "task_end", end_content(status, error), self._now(), fsync=self._fsync)
-            advance(state, status, self._now(), error=error)
-            self._write(folder, state)
-        self._journal([record_of(state)])
-        return state
 
     def result(self, task_id: object) -> dict:
         """The result body. The state is read first: events only grow, so the

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import threading
+
 from actors.system import TaskSystem
-from storage import StorageError
+from storage import StorageFull
 
 from .conftest import app_config
 from .fake_llm import Reply
@@ -14,40 +16,54 @@ def make_system(tmp_path, fake_llm, **settings) -> TaskSystem:
     return TaskSystem(app_config(tmp_path, fake_llm, **settings))
 
 
-def test_a_passing_storage_failure_at_the_end_is_retried(tmp_path, fake_llm, monkeypatch):
-    system = make_system(tmp_path, fake_llm)
+def _refuse_ends(system, monkeypatch, refusing) -> None:
+    """Make the store refuse to record ends, as a full disk does, while
+    `refusing()` is true."""
+    real = system.store.finish
+
+    def finish(task_id, end, **kwargs):
+        if refusing():
+            raise StorageFull("cannot record the end: no space left on device")
+        return real(task_id, end, **kwargs)
+
+    monkeypatch.setattr(system.store, "finish", finish)
+
+
+def test_a_passing_storage_failure_at_the_end_is_retried_by_the_worker(tmp_path, fake_llm, monkeypatch):
+    system = make_system(tmp_path, fake_llm, end_retry_backoff_s=0.01)
     fake_llm.script(Reply("Done."))
     task_id = system.store.create("x")["task_id"]
-    real = system.store.transition
     failures = iter([True, True])
-
-    def flaky(task, target, **kwargs):
-        if target == "completed" and next(failures, False):
-            raise StorageError("no space left on device")
-        return real(task, target, **kwargs)
-
-    monkeypatch.setattr(system.store, "transition", flaky)
-    monkeypatch.setattr("actors.runner.RECORD_RETRY_PAUSES_S", (0.01, 0.01, 0.01))
+    _refuse_ends(system, monkeypatch, lambda: next(failures, False))
     system.runner.run(task_id)
     assert system.store.get(task_id)["status"] == "completed"
+    assert [e["type"] for e in system.store.read_events(task_id)][-1] == "task_end"
+    assert system.runner.pending_ends().waiting() == []  # nothing was left to the background
 
 
-def test_a_lasting_storage_failure_at_the_end_still_ends_the_task(tmp_path, fake_llm, monkeypatch):
-    system = make_system(tmp_path, fake_llm)
+def test_an_end_refused_past_the_workers_tries_is_recorded_in_the_background(tmp_path, fake_llm, monkeypatch):
+    system = make_system(tmp_path, fake_llm, end_retry_inline_s=0, end_retry_backoff_s=0.01,
+                         end_retry_max_backoff_s=0.05)
     fake_llm.script(Reply("Done."))
     task_id = system.store.create("x")["task_id"]
-    real = system.store.transition
+    disk_full = threading.Event()
+    disk_full.set()
+    _refuse_ends(system, monkeypatch, disk_full.is_set)
+    finished: list[str] = []
+    called_back = threading.Event()
+    system.runner.on_finished = lambda task: (finished.append(task), called_back.set())
 
-    def broken(task, target, **kwargs):
-        if target == "completed":
-            raise StorageError("no space left on device")
-        return real(task, target, **kwargs)
-
-    monkeypatch.setattr(system.store, "transition", broken)
-    monkeypatch.setattr("actors.runner.RECORD_RETRY_PAUSES_S", (0.01,))
-    system.runner.run(task_id)
+    system.runner.run(task_id)  # the worker is free again while the disk is full
+    assert system.store.get(task_id)["status"] == "running"
+    assert system.runner.pending_ends().waiting() == [task_id]
+    finished.clear()  # run() itself reported the task (see TaskRunner._run)
+    called_back.clear()
+    disk_full.clear()
+    assert called_back.wait(10), "the end was not recorded once storage took it"
     state = system.store.get(task_id)
-    assert state["status"] == "error" and "could not record" in state["error"]
+    end = system.store.read_events(task_id)[-1]
+    assert state["status"] == end["content"]["status"] == "completed" and end["content"]["answer"] == "Done."
+    assert finished == [task_id] and system.runner.pending_ends().waiting() == []
 
 
 def test_a_task_cancelled_while_pending_is_not_called_back_twice(tmp_path, fake_llm):

@@ -225,7 +225,7 @@ def test_read_events_skips_a_torn_last_line(store):
     assert [e["seq"] for e in store.read_events(task_id)] == [1, 2]
 
 
-def test_append_after_a_torn_line_keeps_it_separate_and_continues_seq(store):
+def test_append_after_a_torn_line_cuts_it_off_and_continues_seq(store):
     task_id = store.create("x")["task_id"]
     store.append_event(task_id, "task_start", {})
     with open(store.events_path(task_id), "ab") as f:
@@ -233,7 +233,7 @@ def test_append_after_a_torn_line_keeps_it_separate_and_continues_seq(store):
     event = store.append_event(task_id, "error", {"message": "m", "exception": "e"})
     assert event["seq"] == 2
     lines = store.events_path(task_id).read_bytes().split(b"\n")
-    assert lines[1] == b'{"seq": 2, "type": "exec_st' and json.loads(lines[2])["seq"] == 2
+    assert [json.loads(line)["seq"] for line in lines[:-1]] == [1, 2] and lines[-1] == b""
     assert [e["type"] for e in store.read_events(task_id)] == ["task_start", "error"]
 
 
@@ -340,10 +340,10 @@ def test_end_task_from_pending_works(store):
     assert [e["type"] for e in store.read_events(task_id)] == ["error", "task_end"]
 
 
-def test_end_task_adds_no_events_when_the_log_has_task_end(store):
+def test_end_task_adopts_the_status_of_a_task_end_already_in_the_log(store):
     task_id = at_status(store, "running")
-    store.append_event(task_id, "task_end", {"status": "completed", "answer": "42"})
-    assert store.end_task(task_id, "error", error="late")["status"] == "error"
+    store.append_event(task_id, "task_end", {"status": "completed", "answer": "42", "error": None})
+    assert store.end_task(task_id, "error", error="late")["status"] == "completed"
     assert [e["type"] for e in store.read_events(task_id)] == ["task_end"]
 
 
@@ -351,7 +351,7 @@ def test_end_task_on_finished_task_returns_it_unchanged(store):
     task_id = at_status(store, "completed")
     before = store.get(task_id)
     assert store.end_task(task_id, "error", error="x") == before
-    assert store.read_events(task_id) == []
+    assert [(e["type"], e["content"]["status"]) for e in store.read_events(task_id)] == [("task_end", "completed")]
 
 
 def test_end_task_rejects_a_status_that_is_not_finished(store):
@@ -404,6 +404,7 @@ def test_result_has_the_spec_shape_from_a_realistic_log(store):
             "metadata": {"source": "n8n", "workflow_id": "w1", "instruction": "Count lines in .txt files",
                          "llm": "fake", "model": "m1"},
             "answer": "There are 3 lines.",
+            "callback": None,
         },
     }
 
@@ -411,7 +412,8 @@ def test_result_has_the_spec_shape_from_a_realistic_log(store):
 def test_result_of_a_pending_task_has_empty_output(store):
     task_id = store.create("x")["task_id"]
     output = store.result(task_id)["output"]
-    assert output == {"messages": [], "results": [], "errors": [], "metadata": {"instruction": "x"}, "answer": None}
+    assert output == {"messages": [], "results": [], "errors": [], "metadata": {"instruction": "x"}, "answer": None,
+                      "callback": None}
 
 
 # -- listing -------------------------------------------------------------------------------------

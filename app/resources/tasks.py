@@ -7,7 +7,7 @@ import logging
 import falcon
 
 from actors.system import BrokerUnavailable
-from storage import FINISHED, STATUSES, InvalidTransition, StorageError, TaskNotFound
+from storage import FINISHED, STATUSES, InvalidTransition, StorageError, StorageFull, TaskNotFound
 
 from ..models import CancelResponse, SubmitResponse, TaskList, TaskResult, TaskStatus, TaskSubmission, shape
 from ..requests import int_param, json_body
@@ -34,21 +34,21 @@ class TaskCollection:
         self._check(submission)
         key = idempotency_key(req)
         wait = wait_param(req, self.settings.max_wait_s)
-        extra = {"callback_url": submission.callback_url} if submission.callback_url else None
-        state = self.store.create(submission.instruction, submission.metadata, submission.options(), extra=extra)
-        task_id = state["task_id"]
-        if key is not None:
-            try:
-                first = self._first_with_key(key, task_id)
-            except StorageError:
-                self.store.delete(task_id)  # no key, no queue: the task must not linger
-                raise
-            if first is not None:
-                resp.media = shape(SubmitResponse, {
-                    "task_id": first["task_id"], "status": first["status"],
-                    "message": "Task already submitted with this Idempotency-Key",
-                })
-                return
+        try:
+            task_id, first = self._store(submission, key)
+        except StorageFull as exc:
+            # 507, not 503: trying again helps only once someone frees space.
+            log.error("Task not stored: %s", exc)
+            raise falcon.HTTPInsufficientStorage(description=f"insufficient storage: {exc}; nothing was stored") from None
+        except StorageError as exc:
+            log.error("Task not stored: %s", exc)
+            raise falcon.HTTPServiceUnavailable(description=f"storage unavailable: {exc}; nothing was stored") from None
+        if first is not None:
+            resp.media = shape(SubmitResponse, {
+                "task_id": first["task_id"], "status": first["status"],
+                "message": "Task already submitted with this Idempotency-Key",
+            })
+            return
         try:
             self.system.submit(task_id)
         except BrokerUnavailable as exc:
@@ -63,6 +63,23 @@ class TaskCollection:
             resp.media = shape(TaskResult, self.store.result(task_id))
             return
         resp.media = shape(SubmitResponse, {"task_id": task_id, "status": "pending", "message": "Task submitted successfully"})
+
+    def _store(self, submission: TaskSubmission, key: str | None) -> tuple[str, dict | None]:
+        """Store the new task and give it `key`: (its id, None), or (its id,
+        the first task holding the key, the new one being gone again). All
+        or nothing: a StorageError leaves no task and no key behind."""
+        extra = {"callback_url": submission.callback_url} if submission.callback_url else None
+        task_id = self.store.create(submission.instruction, submission.metadata, submission.options(), extra=extra)["task_id"]
+        if key is None:
+            return task_id, None
+        try:
+            return task_id, self._first_with_key(key, task_id)
+        except StorageError:
+            try:
+                self.store.delete(task_id)  # no key, no queue: the task must not linger
+            except StorageError as exc:
+                log.error("Task %s was not removed after its submit failed: %s", task_id, exc)
+            raise
 
     def _first_with_key(self, key: str, task_id: str) -> dict | None:
         """The live task that holds `key` (this new one then goes), or None
