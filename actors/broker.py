@@ -14,13 +14,25 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications
+from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, Retries, ShutdownNotifications
 
-#: Redis broker tuning. With Dramatiq's defaults a dead worker's messages come
-#: back only after minutes (60 s heartbeat, then a 1 % chance of maintenance
-#: per fetch); these bring it within the 60 s the service promises.
+from .queue_view import OutstandingMessages
+
+#: Redis broker tuning. A dead worker's unacknowledged messages go back to
+#: their queue only during "maintenance", which Dramatiq runs on a random
+#: `maintenance_chance` out of 1,000,000 broker commands (its
+#: MAINTENANCE_SCALE; ack and nack never trigger it), and only for the queue
+#: that command named and for workers silent past `heartbeat_timeout`. With
+#: the defaults (60 s, 1,000 = 0.1 %) that takes minutes. The service
+#: promises 60 s: 15 s until the worker counts as dead leaves about 40 s
+#: (allowing for the re-run that ends the task) for maintenance to fire on
+#: the `tasks` queue. A live idle worker polls each queue every 10-20 ms
+#: (`queue_poll_ms`, default 20), some 2,000 fetches in 40 s, and 10 % misses
+#: all of them with odds of about 0.9**2000, nil; it still holds (under
+#: 1 in 1,000) with only ~70 fetches in 40 s, i.e. polls up to ~0.6 s apart.
+#: A run with no dead worker costs Redis two small sorted-set range reads.
 HEARTBEAT_TIMEOUT_MS = 15_000
-MAINTENANCE_CHANCE = 10_000  # out of 100,000 fetches: 10 %
+MAINTENANCE_CHANCE = 100_000  # out of 1,000,000 commands: 10 %
 
 #: Timeouts for the Redis connection, so a dead Redis answers 503 quickly
 #: rather than hanging a request thread.
@@ -30,13 +42,17 @@ REDIS_CONNECT_TIMEOUT_S = 2
 
 def middleware() -> list:
     # Order matters only in that Retries must see failures after the others.
-    return [AgeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(max_retries=0)]
+    # CurrentMessage lets the runner record which message started a task, so
+    # a duplicate message cannot end it (runner.py).
+    return [AgeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), CurrentMessage(), Retries(max_retries=0)]
 
 
 def make_broker(redis_url: str | None) -> dramatiq.Broker:
     """The Redis broker for `redis_url`, or the embedded one when None."""
     if not redis_url:
-        return StubBroker(middleware=middleware())
+        # The embedded queue's record of the messages not yet acked, which
+        # the reconciler reads as Redis's `.msgs` hashes (queue_view.py).
+        return StubBroker(middleware=[*middleware(), OutstandingMessages()])
     import redis
     from dramatiq.brokers.redis import RedisBroker
 

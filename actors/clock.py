@@ -1,7 +1,8 @@
 """Entry point of the `clock` process: `python -m actors.clock`.
 
-Sends the cleanup actor a message on the configured schedule, and nothing
-else; exits cleanly on SIGTERM or Ctrl-C.
+Sends the cleanup actor a message on the configured schedule and sends
+again the pending tasks whose message was lost (see schedule.py); exits
+cleanly on SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def main() -> int:
     system = TaskSystem(config)
     scheduler = blocking_scheduler(system)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
-    log.info("Clock started: cleanup every %g minute(s)", config.settings.cleanup_interval_minutes)
+    log.info("Clock started: cleanup every %g minute(s), reconcile every %g s",
+             config.settings.cleanup_interval_minutes, config.settings.reconcile_interval_s)
     try:
         scheduler.start()
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from storage.idempotency import IdempotencyKeys
 from .broker import is_embedded, make_broker, ping
 from .callbacks import CallbackPolicy, CallbackSender, check_callback_url
 from .engines import EngineFactory
+from .reconciler import Reconciler
 from .runner import INTERRUPTED_BY_SHUTDOWN, TaskRunner
 
 log = logging.getLogger("aipy.system")
@@ -172,6 +173,9 @@ class TaskSystem:
         """Consume tasks in this process with `threads` worker threads.
         Raises SandboxUnavailable when no sandbox tier can run code here."""
         self.engines.sandbox()
+        # Before consuming: send again what a Redis that came back empty lost
+        # (embedded: recover() has just queued every pending task, so this finds none).
+        Reconciler.from_settings(self.store, self.run_task, self.settings).run_once()
         protect_from_children()
         self.broker.emit_after("process_boot")
         # worker_timeout caps how long an idle Redis consumer sleeps between

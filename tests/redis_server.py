@@ -18,11 +18,13 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir):
+    def __init__(self, workdir, port: int | None = None):
+        """Start one on `port` (default: a free one); give the port of one
+        just stopped to stand for that Redis back after a restart, empty."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
