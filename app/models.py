@@ -20,15 +20,20 @@ class TaskSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    instruction: str = Field(min_length=1, description="What the agent should do, in natural language.")
+    # The patterns below only document rules the resource checks with its
+    # own messages (not blank; http or https), so checkers generate valid input.
+    instruction: str = Field(min_length=1, json_schema_extra={"pattern": r"\S"},
+                             description="What the agent should do, in natural language (not blank).")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Anything the caller wants echoed back.")
     llm: str | None = Field(None, min_length=1, description="Provider name from llm.json (default: its default).")
     role: str | None = Field(None, min_length=1, description="System role text for this task.")
     max_rounds: int | None = Field(None, ge=1, le=1000, description="LLM rounds before the task ends as error.")
     timeout_s: float | None = Field(None, gt=0, description="The task's time limit in seconds.")
     callback_url: str | None = Field(
-        None, min_length=1, max_length=2048, json_schema_extra={"format": "uri"},
-        description="When the task finishes, its result JSON is POSTed here (e.g. n8n's $execution.resumeUrl).",
+        None, min_length=1, max_length=2048,
+        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+        description="When the task finishes, its result JSON is POSTed here (e.g. n8n's $execution.resumeUrl): "
+                    "an http or https URL whose host callback_allowed_hosts allows (by default: public hosts only).",
     )
 
     def options(self) -> dict[str, Any]:
@@ -54,12 +59,29 @@ class TaskStatus(TaskSummary):
     error: str | None
 
 
+class CallbackSummary(BaseModel):
+    """Where the delivery of the task's `callback_url` stands, kept up to
+    date from its `callback` events (which come after `task_end`)."""
+
+    url: str = Field(description="The callback URL, a password in it shown as ***.")
+    state: Literal["pending", "retrying", "delivered", "failed"] = Field(
+        description="pending: no attempt yet; retrying: the last attempt failed and another is due; "
+                    "delivered; failed: no retry left.")
+    attempts: int = Field(description="Delivery attempts made so far.")
+    delivered: bool
+    status_code: int | None = Field(description="HTTP status of the last attempt, when an answer came.")
+    error: str | None = Field(description="Why the last attempt failed, in a few words (as in its callback event).")
+    last_attempt_at: str | None
+    next_attempt_at: str | None = Field(description="When the next attempt is due; null when none is.")
+
+
 class TaskOutput(BaseModel):
     messages: list[dict[str, Any]]
     results: list[dict[str, Any]]
     errors: list[dict[str, Any]]
     metadata: dict[str, Any]
     answer: str | None
+    callback: CallbackSummary | None = Field(None, description="Null for a task submitted without callback_url.")
 
 
 class TaskResult(TaskStatus):

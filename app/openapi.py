@@ -33,8 +33,17 @@ ERRORS = {
     "413": "Request body over max_body_bytes",
     "415": "Body not sent as application/json (a POST or DELETE may also have no body)",
     "503": "Task queue or storage unavailable (or a damaged task file), or too many open streams",
+    "507": "No space left on the device holding the data folder (ENOSPC, EDQUOT); nothing was stored",
     "500": "Internal error (details in the server log)",
 }
+
+#: One event of the SSE stream. OpenAPI before 3.2 (no `itemSchema`) reads
+#: the schema of text/event-stream as that of each event, as tools do.
+SSE_EVENT = {"type": "object", "required": ["id", "event", "data"], "properties": {
+    "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's seq"},
+    "event": {"type": "string", "description": "The event's type (task_start, ..., task_end, callback)"},
+    "data": {"type": "string", "contentMediaType": "application/json", "description": "The event's JSON line"},
+}}
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
@@ -47,13 +56,25 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _query(name: str, schema: dict, description: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def _query(name: str, schema: dict, description: str, *, empty_is_default: bool = True) -> dict:
+    parameter = {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    if empty_is_default:
+        # The server reads an empty value (`?limit=`) as if the parameter
+        # were absent (app/requests.py), which is what allowEmptyValue says;
+        # without it, checkers take the 200 for a bad value accepted.
+        parameter["allowEmptyValue"] = True
+    return parameter
 
 
 def _wait(max_wait_s: float) -> dict:
     return _query("wait", {"type": "number", "minimum": 0},
                   f"Hold the request until the task is finished or this many seconds passed (at most {max_wait_s:g}).")
+
+
+def _task_links(*operation_ids: str) -> dict:
+    """OpenAPI links from an answer carrying `task_id` to the operations on
+    that task, so clients and API fuzzers can follow a task they submitted."""
+    return {op: {"operationId": op, "parameters": {"task_id": "$response.body#/task_id"}} for op in operation_ids}
 
 
 def _operation(summary: str, responses: dict, *, errors: tuple[str, ...], parameters: list | None = None,
@@ -92,9 +113,11 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         }},
         "/tasks": {
             "post": _operation(
-                "Submit a task", {"200": _json({"oneOf": [_ref(SubmitResponse), _ref(TaskResult)]},
-                                               "The new task; with wait, its result when it finished in time")},
-                errors=("400", "404", "413") + changing + common, op_id="submit_task",
+                "Submit a task", {"200": {**_json({"oneOf": [_ref(SubmitResponse), _ref(TaskResult)]},
+                                                  "The new task; with wait, its result when it finished in time"),
+                                          "links": _task_links("get_task", "get_task_result", "stream_events",
+                                                               "list_files", "cancel_task")}},
+                errors=("400", "404", "413", "507") + changing + common, op_id="submit_task",
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
                                    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
                                    "description": "A repeated key returns the first task instead of starting another."}],
@@ -104,7 +127,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
                 "List tasks, newest first", {"200": _json(_ref(TaskList), "A page of tasks")},
                 errors=("400",) + common, op_id="list_tasks",
                 parameters=[
-                    _query("status", {"type": "string", "enum": ["pending", "running", "completed", "error", "cancelled"]}, "Only tasks in this status"),
+                    _query("status", {"type": "string", "enum": ["pending", "running", "completed", "error", "cancelled"]}, "Only tasks in this status", empty_is_default=False),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.list_max_limit}, f"Page size (default {settings.list_default_limit})"),
                     _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "Tasks to skip"),
                 ],
@@ -125,9 +148,10 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         "/tasks/{task_id}/events": {
             "parameters": [TASK_ID],
             "get": _operation(
-                "Follow the task's events live; the stream ends after task_end",
+                "Follow the task's events live; the stream ends after task_end or, with a callback_url, after "
+                "the callback event of the delivery's last attempt (delivered, or no retry left)",
                 {"200": {"description": "The events: SSE (id = seq, event = type, data = the JSON line) or NDJSON",
-                         "content": {"text/event-stream": {"schema": {"type": "string"}},
+                         "content": {"text/event-stream": {"schema": SSE_EVENT},
                                      "application/x-ndjson": {"schema": {"type": "string"}}}}},
                 errors=("400", "404") + common, op_id="stream_events",
                 parameters=[

@@ -38,10 +38,11 @@ def json_body(req: falcon.Request, model: type[M], max_bytes: int) -> M:
 
 def parse_json(raw: bytes):
     """Strict JSON: NaN and Infinity are refused (they are not JSON and would
-    be stored as such), and so are lone surrogates (they cannot be written
-    back out as UTF-8), huge integers and absurd nesting."""
+    be stored as such), so is a number too large for a float (``1e999``
+    would become Infinity just the same), and so are lone surrogates (they
+    cannot be written back out as UTF-8), huge integers and absurd nesting."""
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
+        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise falcon.HTTPBadRequest(description="request body holds invalid Unicode (a lone surrogate)") from None
@@ -54,6 +55,13 @@ def parse_json(raw: bytes):
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return value
 
 
 def describe_validation(exc: ValidationError) -> str:

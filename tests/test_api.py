@@ -95,7 +95,7 @@ def test_result_of_a_multi_round_task_matches_the_spec_shape(server, fake_llm):
     assert set(result) == STATUS_FIELDS | {"output"}
     assert result["status"] == "completed" and result["error"] is None
     output = result["output"]
-    assert set(output) == {"messages", "results", "errors", "metadata", "answer"}
+    assert set(output) == {"messages", "results", "errors", "metadata", "answer", "callback"}
     assert [m["type"] for m in output["messages"]] == [
         "task_start", "llm_response", "exec_start", "exec_result", "llm_response",
         "exec_start", "exec_result", "llm_response", "task_end"]
