@@ -9,9 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from agent import Engine, Provider, make_provider
-from agent.engine import exec_limits
-from agent.executor import Executor, sandbox_for
+from agent import Engine, ExecLimits, Executor, Provider, make_provider, sandbox_for
 from agent.sandbox import Sandbox
 from config import AppConfig
 from config.models import EngineSettings
@@ -45,7 +43,7 @@ class EngineFactory:
     def sandbox(self) -> Sandbox:
         """The sandbox tier in force, chosen (after a self-test) on first
         use. Raises SandboxUnavailable when no allowed tier works here."""
-        return sandbox_for(exec_limits(self.engine_settings()), self.workspaces_dir)
+        return sandbox_for(ExecLimits.from_settings(self.engine_settings()), self.workspaces_dir)
 
     def build(self, options: dict) -> Engine:
         """An engine with the task's overrides: `llm`, `role`, `max_rounds`
@@ -58,5 +56,5 @@ class EngineFactory:
             update["task_timeout_s"] = options["timeout_s"]
         settings = settings.model_copy(update=update)
         role = options.get("role") or self.config.role
-        executor = Executor(exec_limits(settings), self.sandbox())
+        executor = Executor(ExecLimits.from_settings(settings), self.sandbox())
         return Engine(self.provider(options.get("llm")), settings, role=role, executor=executor)

@@ -3,9 +3,9 @@ recorded in the background as soon as storage takes them, so a worker is
 free for other tasks and no task waits for a restart to end.
 
 `TaskRunner` tries an end itself for a moment (`EndRetry.inline_s`), then
-hands it here. Retrying is safe because `TaskStore.finish` is: the log's
-task_end is the commit point and is never written twice
-(storage/changes.py).
+hands it here; `Handover` decides when. Retrying is safe because
+`TaskStore.finish` is: the log's task_end is the commit point and is never
+written twice (storage/changes.py).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import logging
 import threading
 from dataclasses import dataclass
 from typing import Callable
+
+import tenacity
 
 from storage import DamagedTask, InvalidTransition, StorageError, TaskNotFound, TaskStore
 
@@ -111,6 +113,9 @@ class PendingEnds:
             return list(self._ends)
 
     def _work(self) -> None:
+        # A round over every end held, not one call's retries: ends come and
+        # go between rounds and a round that records one resets the pause,
+        # which tenacity's per-call attempt count cannot express.
         pause = self.policy.backoff_s
         while True:
             stopping = self.stopping.wait(pause)
@@ -148,3 +153,36 @@ class PendingEnds:
             self.on_finished(task_id)
         except Exception:
             log.exception("Task %s: on_finished failed", task_id)
+
+
+class Handover:
+    """When the worker stops retrying an end itself (tenacity's stop, asked
+    after each refused try, with the next pause known): once the next pause
+    would end past `inline_s`, or the process is stopping, the end goes to
+    `PendingEnds`. If that holds `max_tasks` ends already, the worker goes
+    on trying, offering it again after each try, unless the process stops."""
+
+    def __init__(self, pending: PendingEnds, stopping: threading.Event, task_id: str, end: dict,
+                 error: str | None, expect: str | None):
+        self.pending = pending
+        self.stopping = stopping
+        self.task_id = task_id
+        self.end, self.error, self.expect = end, error, expect
+        self.inline = tenacity.stop_before_delay(pending.policy.inline_s)
+        self.said = False
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        if not (self.stopping.is_set() or self.inline(state)):
+            return False
+        refusal = state.outcome.result()  # type: ignore[union-attr]
+        if self.pending.add(self.task_id, self.end, self.error, self.expect, refusal):
+            return True
+        if self.stopping.is_set():
+            log.error("Task %s: its end is not recorded as the process stops (%s); "
+                      "it stays running until recovered", self.task_id, refusal)
+            return True
+        if not self.said:
+            log.warning("Task %s: storage refuses its end (%s) and end_retry_max_tasks ends wait "
+                        "already; this worker keeps trying itself", self.task_id, refusal)
+            self.said = True
+        return False

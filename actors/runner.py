@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Callable
 
+import tenacity
 from dramatiq.middleware import CurrentMessage
 from storage import (
     DamagedTask, InvalidTransition, StorageError, StorageFull, StorageReadOnly, TaskNotFound, TaskStore, end_content,
 )
 
 from .engines import EngineFactory
-from .pending_ends import EndRetry, PendingEnds, try_end
+from .pending_ends import EndRetry, Handover, PendingEnds, try_end
 
 log = logging.getLogger("aipy.runner")
 
@@ -154,31 +154,23 @@ class TaskRunner:
         while storage refuses, then handing it to `PendingEnds`. True when
         this call ended the task.
 
-        When `PendingEnds` holds `end_retry_max_tasks` ends already, this
-        worker keeps trying itself: it takes no new task meanwhile, so the
-        queued ones wait as `pending` and run once space is back."""
+        The pause between tries starts at `end_retry_backoff_s` and doubles
+        up to `end_retry_max_backoff_s`; a stopping process cuts it short
+        and hands the end over at once. When `PendingEnds` holds
+        `end_retry_max_tasks` ends already, this worker keeps trying itself:
+        it takes no new task meanwhile, so the queued ones wait as `pending`
+        and run once space is back."""
         pending = self.pending_ends()
-        deadline = time.monotonic() + pending.policy.inline_s
-        pause = pending.policy.backoff_s
         expect = self._status(task_id)
-        said = False
-        while True:
-            ended = try_end(self.store, task_id, end, error, expect)
-            if isinstance(ended, bool):
-                return ended
-            if self.stopping.is_set() or time.monotonic() + pause > deadline:
-                if pending.add(task_id, end, error, expect, ended):
-                    return False
-                if self.stopping.is_set():
-                    log.error("Task %s: its end is not recorded as the process stops (%s); "
-                              "it stays running until recovered", task_id, ended)
-                    return False
-                if not said:
-                    log.warning("Task %s: storage refuses its end (%s) and end_retry_max_tasks ends wait "
-                                "already; this worker keeps trying itself", task_id, ended)
-                    said = True
-            self.stopping.wait(pause)
-            pause = min(pause * 2, pending.policy.max_backoff_s)
+        handover = Handover(pending, self.stopping, task_id, end, error, expect)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda ended: not isinstance(ended, bool)),  # a refusal
+            wait=tenacity.wait_exponential(multiplier=pending.policy.backoff_s, max=pending.policy.max_backoff_s),
+            stop=handover,
+            sleep=tenacity.sleep_using_event(self.stopping),
+            retry_error_callback=lambda state: False,  # handed over, or given up as the process stops
+        )
+        return retrying(try_end, self.store, task_id, end, error, expect)
 
     def _status(self, task_id: str) -> str | None:
         """The task's status now: the end decided for it holds only while it

@@ -2,7 +2,9 @@
 executor and the round loop. It knows nothing of HTTP, queues or files."""
 
 from .engine import Engine, EventSink, CancelProbe, Outcome
-from .executor import ExecLimits, ExecResult, Executor
+from .exec_result import ExecResult
+from .executor import Executor, sandbox_for
+from .limits import ExecLimits
 from .providers import LLMError, Provider, make_provider
 from config.models import EngineSettings, LLMSettings, ProviderSettings
 
@@ -23,4 +25,5 @@ __all__ = [
     "Provider",
     "ProviderSettings",
     "make_provider",
+    "sandbox_for",
 ]

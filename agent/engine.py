@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .executor import ExecLimits, ExecResult, ExecSession, Executor
+from .exec_result import ExecResult
+from .exec_session import ExecSession
+from .executor import Executor
+from .limits import ExecLimits
 from .prompt import render_result, render_round_results, system_prompt
 from .protocol import CodeRequest, extract_blocks
 from .providers import Aborted, LLMError, Provider, Reply, Turn, Usage
-from .providers.retry import call_with_retries
+from .providers.retry import llm_retrying
 from config.models import EngineSettings
 
 #: `emit(event_type, content)`: where the engine reports what happens.
@@ -66,26 +69,6 @@ class Outcome:
         }
 
 
-def exec_limits(settings: EngineSettings) -> ExecLimits:
-    """The sandbox limits that the engine settings call for."""
-    return ExecLimits(
-        timeout_s=settings.exec_timeout_s,
-        memory_mb=settings.memory_mb,
-        max_file_mb=settings.max_file_mb,
-        max_processes=settings.max_processes,
-        max_open_files=settings.max_open_files,
-        max_workspace_mb=settings.max_workspace_mb,
-        output_cap_bytes=settings.output_cap_bytes,
-        env_allow=tuple(settings.env_allow),
-        poll_interval_s=settings.cancel_poll_s,
-        sandbox=settings.sandbox,
-        network=settings.network,
-        python=settings.python,
-        uids=settings.sandbox_uids(),
-        hide_paths=tuple(settings.sandbox_hide),
-    )
-
-
 class Engine:
     """Runs tasks with one provider, role and set of limits. Thread-safe:
     each `run` keeps its own conversation, so one engine may serve many
@@ -101,7 +84,7 @@ class Engine:
     ):
         self.provider = provider
         self.settings = settings or EngineSettings()
-        self.executor = executor or Executor(exec_limits(self.settings))
+        self.executor = executor or Executor(ExecLimits.from_settings(self.settings))
         self.system = system_prompt(role, protocol=provider.settings.protocol, lang=self.settings.lang)
 
     def run(
@@ -218,12 +201,9 @@ class _Run:
 
         def call() -> None:
             try:
-                box["reply"] = call_with_retries(
-                    lambda: self.engine.provider.complete(self.engine.system, turns, abort),
-                    retries=self.settings.llm_retries,
-                    backoff_s=self.settings.llm_backoff_s,
-                    abort=abort,
-                )
+                retrying = llm_retrying(retries=self.settings.llm_retries, backoff_s=self.settings.llm_backoff_s,
+                                        abort=abort)
+                box["reply"] = retrying(self.engine.provider.complete, self.engine.system, turns, abort)
             except BaseException as exc:  # handed to the engine's thread
                 box["error"] = exc
 

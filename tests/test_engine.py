@@ -7,11 +7,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from agent import Engine, make_provider
+from agent.providers import Aborted, Turn
+from agent.providers.retry import llm_retrying
 
 from .conftest import COMBO_IDS, COMBOS, Recorder, fast_settings, make_engine, provider_settings
 from .fake_llm import Block, Reply
@@ -261,6 +262,24 @@ def test_llm_that_keeps_failing_ends_in_error_after_bounded_retries(fake_llm, re
     assert brief(recorder) == [("task_start",), ("error",), ("task_end", "error", 1)]
     assert "HTTP 503" in outcome.error
     assert len(fake_llm.requests) == 3
+
+
+def test_a_cancel_cuts_a_retry_wait_short_and_nothing_is_sent_after_it(fake_llm, kind, protocol):
+    fake_llm.responder = lambda body: Reply(status=503)
+    engine = make_engine(fake_llm, kind, protocol)
+    abort, retries = threading.Event(), []
+
+    def on_retry(attempt, error, wait_s):
+        retries.append((attempt, wait_s))
+        abort.set()  # the task is cancelled as the first wait begins
+
+    retrying = llm_retrying(retries=3, backoff_s=20.0, abort=abort, on_retry=on_retry)
+    started = time.monotonic()
+    with pytest.raises(Aborted):
+        retrying(engine.provider.complete, engine.system, [Turn("user", "hello")], abort)
+    assert time.monotonic() - started < 10
+    assert len(fake_llm.requests) == 1
+    assert len(retries) == 1 and retries[0][0] == 1 and 20.0 <= retries[0][1] <= 22.0  # up to 10 % jitter
 
 
 def test_unreachable_llm_ends_in_error(recorder, tmp_path, kind, protocol):

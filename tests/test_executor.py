@@ -1,4 +1,5 @@
-"""Behaviour of the sandboxed code-block executor (agent/executor.py)."""
+"""Behaviour of the sandboxed code-block executor (agent/executor.py and the
+modules it runs blocks with)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import time
 
 import pytest
 
-from agent.executor import ExecLimits, ExecResult, Executor
+from agent import EngineSettings, ExecLimits, ExecResult, Executor
 
 from .procs import gone_within, new_marker, running
 
-FAST = ExecLimits(timeout_s=20.0)
+
+def limits(**settings) -> ExecLimits:
+    """The limits of EngineSettings with these fields set."""
+    return ExecLimits.from_settings(EngineSettings(**settings))
+
+
+FAST = limits(exec_timeout_s=20.0)
 
 
 def test_success_captures_stdout(tmp_path):
@@ -56,7 +63,7 @@ def test_timeout_kills_the_block_and_its_children(tmp_path):
         "while True: pass\n"
     )
     started = time.monotonic()
-    res = Executor(ExecLimits(timeout_s=1.0)).run("python", code, tmp_path)
+    res = Executor(limits(exec_timeout_s=1.0)).run("python", code, tmp_path)
     assert time.monotonic() - started < 3.0
     assert res.status == "timeout"
     assert "1 s" in res.output and "started" in res.stdout
@@ -65,7 +72,7 @@ def test_timeout_kills_the_block_and_its_children(tmp_path):
 
 def test_memory_bomb_hits_memory_limit(tmp_path):
     started = time.monotonic()
-    res = Executor(ExecLimits(timeout_s=20.0, memory_mb=256)).run(
+    res = Executor(limits(exec_timeout_s=20.0, memory_mb=256)).run(
         "python", "x = bytearray(4 * 1024**3)", tmp_path)
     assert time.monotonic() - started < 5.0
     assert res.status == "error"
@@ -82,7 +89,7 @@ def test_stdout_is_capped_with_truncation_marker(tmp_path):
 
 def test_stderr_is_capped_too(tmp_path):
     code = "import sys\nsys.stderr.write('e' * 200000)\n"
-    res = Executor(ExecLimits(timeout_s=20.0, output_cap_bytes=1024)).run("python", code, tmp_path)
+    res = Executor(limits(exec_timeout_s=20.0, output_cap_bytes=1024)).run("python", code, tmp_path)
     assert res.status == "success"
     kept, marker = res.stderr.split("\n", 1)
     assert kept == "e" * 1024
@@ -163,7 +170,7 @@ def test_grandchild_holding_stdout_does_not_hang(tmp_path):
 
 def test_file_size_limit_is_enforced(tmp_path):
     code = "with open('big.bin', 'wb') as f:\n    f.write(b'0' * (5 * 1024 * 1024))\n"
-    res = Executor(ExecLimits(timeout_s=20.0, max_file_mb=1)).run("python", code, tmp_path)
+    res = Executor(limits(exec_timeout_s=20.0, max_file_mb=1)).run("python", code, tmp_path)
     assert res.status == "error"
     assert "File too large" in res.stderr
     assert (tmp_path / "big.bin").stat().st_size <= 1024 * 1024

@@ -20,7 +20,7 @@ needs_bwrap = pytest.mark.skipif(bwrap_missing() is not None, reason=str(bwrap_m
 
 def test_worker_processes_are_not_dumpable():
     code = (f"import sys, ctypes; sys.path.insert(0, {str(ROOT)!r})\n"
-            "from agent.executor import protect_from_children\n"
+            "from agent.sandbox import protect_from_children\n"
             "protect_from_children(); print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")  # PR_GET_DUMPABLE
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "0"
 

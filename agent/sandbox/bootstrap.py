@@ -12,7 +12,7 @@ subprocess's fast spawn path. In this order it:
    no_new_privs, so no setuid program can give privileges back;
 3. writes b"1" to the ready pipe: from here on a failure is the code's own;
    a process that exits before it failed to *start*, and the task is failed
-   rather than the model shown a confusing error (see executor.py);
+   rather than the model shown a confusing error (see exec_session.py);
 4. runs the block: Python code in this interpreter, in isolated mode (`-I`:
    no PYTHON* variables, no user site-packages, no script folder on the
    path), or `execv` of the shell. If that exec fails, b"!" and the reason

@@ -42,11 +42,13 @@ for package in ("agent", "config"):
     module = types.ModuleType(package)
     module.__path__ = [os.path.join(os.environ["AIPY_ROOT"], package)]
     sys.modules[package] = module
-from agent.executor import ExecLimits, Executor, protect_from_children
+from agent.executor import ExecLimits, Executor
+from agent.sandbox import protect_from_children
+from config.models import EngineSettings
 protect_from_children()
 tier, data, code = sys.argv[1], Path(sys.argv[2]), sys.stdin.read()
-limits = ExecLimits(sandbox=tier, timeout_s=30, hide_paths=(str(data),), python=sys.executable,
-                    network=os.environ.get("NETWORK", "full"))
+limits = ExecLimits.from_settings(EngineSettings(sandbox=tier, exec_timeout_s=30, sandbox_hide=[str(data)],
+                                                 python=sys.executable, network=os.environ.get("NETWORK", "full")))
 executor = Executor(limits)
 result = executor.run("python", code, data / "workspaces" / "task")
 print(json.dumps({"pid": os.getpid(), "tier": executor.sandbox.tier, "weak": executor.sandbox.weak,

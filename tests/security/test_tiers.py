@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.executor import ExecLimits, Executor
+from agent import EngineSettings, ExecLimits, Executor
 from agent.sandbox import Sandbox, SandboxUnavailable, UidPool, choose_sandbox
 from agent.sandbox.identity import uids_with_processes
 
@@ -34,7 +34,7 @@ def bwrap_missing() -> str | None:
     if shutil.which("bwrap") is None:
         return "bwrap is not installed (apt-get install bubblewrap)"
     try:
-        Executor(ExecLimits(sandbox="bubblewrap"))
+        Executor(ExecLimits.from_settings(EngineSettings(sandbox="bubblewrap")))
     except SandboxUnavailable as exc:
         return f"the bubblewrap tier cannot run here: {exc}"
     return None
@@ -107,7 +107,7 @@ def test_an_interpreter_under_tmp_runs_in_bubblewrap(start_arena, tmp_path):
 def test_a_block_the_sandbox_cannot_start_fails_the_task(fake_llm, recorder, tmp_path):
     broken = Sandbox("process", "/nonexistent/python3")
     engine = make_engine(fake_llm, "openai")
-    engine.executor = Executor(ExecLimits(timeout_s=20), broken)
+    engine.executor = Executor(ExecLimits.from_settings(EngineSettings(exec_timeout_s=20)), broken)
     fake_llm.script(Reply("Try.", blocks=[Block("python", "print(1)")]), Reply("All good!"))
     outcome = engine.run("go", tmp_path / "ws", recorder)
     assert outcome.status == "error" and "could not start a python block" in outcome.error
@@ -152,11 +152,12 @@ def test_a_killed_worker_leaves_no_code_running(tier, tmp_path, data_root):
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from agent.executor import ExecLimits, Executor, self_test
+        from agent import EngineSettings, ExecLimits, Executor
+        from agent.executor import self_test
         from agent.sandbox import choose_sandbox
         box = choose_sandbox({tier!r}, network="full", python={python!r}, uids=range({uids.start}, {uids.stop}),
                              probe=self_test, lease_dir=Path({str(leases)!r}))
-        Executor(ExecLimits(timeout_s=60), box).run(
+        Executor(ExecLimits.from_settings(EngineSettings(exec_timeout_s=60)), box).run(
             "bash", "(setsid bash -c 'exec -a {marker} sleep 60' &); exec -a {marker} sleep 60",
             Path({str(data_root / 'ws')!r}))
     """)
