@@ -43,7 +43,9 @@ REDIS_CONNECT_TIMEOUT_S = 2
 def middleware() -> list:
     # Order matters only in that Retries must see failures after the others.
     # CurrentMessage lets the runner record which message started a task, so
-    # a duplicate message cannot end it (runner.py).
+    # a duplicate message cannot end it (runner.py), and lets a callback
+    # attempt read its number from the message's retries (callbacks.py).
+    # Retries makes no retry by default; the callback actor sets its own.
     return [AgeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), CurrentMessage(), Retries(max_retries=0)]
 
 

@@ -14,8 +14,9 @@ retry also carries the ``callback`` events of the earlier attempts. Headers:
 ``X-AIPython-Attempt`` (1-based) and, when a secret is configured
 (``callback_secret``), ``X-AIPython-Timestamp`` (unix seconds) and
 ``X-AIPython-Signature: sha256=<hex>``. Credentials in the URL
-(``https://user:pass@host/...``) are sent as HTTP Basic auth and are shown
-as ``user:***@host`` in the task's log.
+(``https://user:pass@host/...``) are sent as HTTP Basic auth, by httpx (see
+`callback_net.GuardedPost`), and are shown as ``user:***@host`` in the
+task's log and the server's.
 
 Verifying a signature (receiver side): take the raw request body bytes as
 received (before any JSON parsing), build the message
@@ -46,6 +47,17 @@ most ``retries`` retries: with the defaults (5 retries, 2 s, cap 300 s) after
 2, 4, 8, 16 and 32 s, i.e. six attempts over about a minute. A target refused
 by the rules ends the delivery at once.
 
+Dramatiq does the retrying: the ``deliver_callback`` actor takes the task
+id only; attempt n is the message after n-1 retries (its ``retries``
+option, read through the ``CurrentMessage`` middleware). A failed attempt
+due another raises ``dramatiq.Retry(delay=...)``, and the ``Retries``
+middleware enqueues the message again that much later (a delayed message,
+on Redis and the embedded broker alike; a Retry is not logged as an error).
+`CallbackPolicy.actor_options` caps that at ``retries`` and retries nothing
+else: any other exception (a store that cannot be read or written) fails
+the message, logged with its traceback by Dramatiq's worker, and ends the
+delivery, since a blind retry could POST twice when only recording failed.
+
 Every attempt is recorded as a ``callback`` event in the task's log, which
 the submitter can read: ``url`` (credentials masked), ``attempt``,
 ``delivered``, ``status_code`` (when an HTTP answer came, else null),
@@ -60,7 +72,6 @@ goes to the server log only.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -69,6 +80,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from storage import TaskNotFound
 
@@ -83,8 +97,9 @@ TASK_ID_HEADER = "X-AIPython-Task-Id"
 ATTEMPT_HEADER = "X-AIPython-Attempt"
 USER_AGENT = "AIPython-Agent-Callback/1.0"
 
-#: `post(url, body, headers, timeout_s) -> HTTP status`; raises when no
-#: status could be had (DestinationRefused for a target the rules refuse;
+#: `post(url, body, headers, timeout_s) -> HTTP status`; credentials in
+#: `url` (``user:pass@``) go as HTTP Basic auth; raises when no status could
+#: be had (DestinationRefused for a target the rules refuse;
 #: what the task's log shows is `describe_failure` of the exception). The
 #: default is `GuardedPost`; tests inject their own.
 PostFn = Callable[[str, bytes, dict, float], int]
@@ -114,6 +129,19 @@ class CallbackPolicy:
     def delay_before_retry(self, n: int) -> float:
         """Seconds to wait before retry `n` (1-based)."""
         return min(self.max_backoff_s, self.backoff_s * 2.0 ** min(max(n - 1, 0), 64))
+
+    def actor_options(self) -> dict:
+        """The options of the Dramatiq actor that makes the attempts
+        (`CallbackSender.deliver_current`): Dramatiq's Retries middleware
+        retries it at most `retries` times, and only for the `dramatiq.Retry`
+        an attempt raises to ask for one."""
+        return {"max_retries": self.retries, "retry_when": self.should_retry}
+
+    def should_retry(self, retries: int, exc: BaseException) -> bool:
+        """Dramatiq's ``retry_when``: whether a message that raised `exc`
+        after `retries` earlier retries goes again."""
+        # Retries ignores max_retries once retry_when is set, so the cap is here too.
+        return isinstance(exc, dramatiq.Retry) and retries < self.retries
 
 
 def check_callback_url(url: str, policy: CallbackPolicy) -> str | None:
@@ -163,30 +191,38 @@ def verify_signature(secret: str, timestamp: str, body: bytes, header_value: str
     return hmac.compare_digest(expected, header_value.strip().encode("utf-8", "replace"))
 
 
-def _split_credentials(url: str) -> tuple[str, str, str | None]:
-    """(URL to request, URL to show, Authorization header or None)."""
+def masked_url(url: str) -> str:
+    """`url` as logged: a password in it shown as ``***`` (``user:***@host``)."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # never sent (the check refuses it); shown without risking a password
-        return url, "(invalid URL)", None
+        return "(invalid URL)"
     if "@" not in parts.netloc:
-        return url, url, None
+        return url
     userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    user, password = urllib.parse.unquote(user), urllib.parse.unquote(password)
-    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
-    shown = parts._replace(netloc=f"{urllib.parse.quote(user, safe='')}:***@{hostport}")
-    return parts._replace(netloc=hostport).geturl(), shown.geturl(), f"Basic {token}"
+    user = urllib.parse.quote(urllib.parse.unquote(userinfo.partition(":")[0]), safe="")
+    return parts._replace(netloc=f"{user}:***@{hostport}").geturl()
 
 
 class CallbackSender:
-    """Makes the delivery attempts of task callbacks; the caller schedules
-    them (e.g. a Dramatiq message delayed by the returned seconds)."""
+    """Makes the delivery attempts of task callbacks: `deliver_current` is
+    the Dramatiq actor's body, `deliver` one attempt."""
 
     def __init__(self, store, policy: CallbackPolicy, *, post: PostFn | None = None):
         self.store = store
         self.policy = policy
         self.post: PostFn = post or GuardedPost(GuardedBackend(policy.targets))
+
+    def deliver_current(self, task_id: str) -> None:
+        """Make the attempt the current Dramatiq message stands for: 1 + the
+        retries Dramatiq made of it (1 when called outside a worker). Raises
+        ``dramatiq.Retry`` with the policy's delay when another attempt is
+        due, for the Retries middleware to enqueue the message again."""
+        message = CurrentMessage.get_current_message()
+        attempt = 1 + (message.options.get("retries", 0) if message is not None else 0)
+        delay = self.deliver(task_id, attempt)
+        if delay is not None:
+            raise dramatiq.Retry(f"callback attempt {attempt} failed", delay=round(delay * 1000))
 
     def deliver(self, task_id: str, attempt: int) -> float | None:
         """Make attempt `attempt` (1-based) to POST the task's result to its
@@ -205,27 +241,24 @@ class CallbackSender:
             problem = check_callback_url(url, self.policy)
             if problem:
                 reason = problem.removeprefix(_URL_PREFIX)
-                return self._record(task_id, _split_credentials(url)[1], attempt, None,
+                return self._record(task_id, masked_url(url), attempt, None,
                                     f"refused by policy: {reason}", final=True)
             body = json.dumps(self.store.result(task_id)).encode("utf-8")
         except TaskNotFound:
             return None
-        target, shown, authorization = _split_credentials(url)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             TASK_ID_HEADER: task_id,
             ATTEMPT_HEADER: str(attempt),
         }
-        if authorization:
-            headers["Authorization"] = authorization
         if self.policy.secret:
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self.policy.secret, timestamp, body)
-        status, error, detail, final = self._post(target, body, headers)
+        status, error, detail, final = self._post(url, body, headers)
         try:
-            return self._record(task_id, shown, attempt, status, error, final=final, detail=detail)
+            return self._record(task_id, masked_url(url), attempt, status, error, final=final, detail=detail)
         except TaskNotFound:
             return None
 

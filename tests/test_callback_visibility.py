@@ -9,11 +9,13 @@ import json
 import time
 from datetime import datetime, timedelta
 
+import httpx
 import requests
 
 from .fake_llm import Reply
+from .polling import wait_until
 from .test_callbacks import no_proxy, receiver  # noqa: F401  (fixtures)
-from .test_live_events import read_sse
+from .live_server import read_sse
 
 #: What an operator sets for a receiver on the same host.
 LOCAL = ["127.0.0.1"]
@@ -21,7 +23,7 @@ LOCAL = ["127.0.0.1"]
 
 def stream(server, task_id: str, **params) -> list[tuple[str, dict]]:
     """(type, event) of every event, SSE or NDJSON, read until the server ends the stream."""
-    with requests.get(f"{server.url}/tasks/{task_id}/events", params=params, stream=True, timeout=30) as response:
+    with httpx.stream("GET", f"{server.url}/tasks/{task_id}/events", params=params, timeout=30) as response:
         assert response.status_code == 200
         if params.get("format") == "ndjson":
             lines = [json.loads(line) for line in response.iter_lines() if line.strip()]
@@ -76,10 +78,11 @@ def test_a_failing_receiver_shows_each_attempt_and_the_final_failure(start_serve
     fake_llm.script(Reply("Done."))
     task_id = server.submit("nobody answers", callback_url=receiver.url)
 
-    deadline = time.monotonic() + 15
-    while (summary := result(server, task_id)["output"]["callback"])["attempts"] < 1:
-        assert time.monotonic() < deadline, summary
-        time.sleep(0.05)
+    def first_attempt_made():
+        summary = result(server, task_id)["output"]["callback"]
+        return summary if summary["attempts"] >= 1 else None
+
+    summary = wait_until(first_attempt_made, timeout=15, what="the first callback attempt in the result")
     assert summary["state"] == "retrying" and summary["delivered"] is False
     assert summary["status_code"] == 500 and summary["error"] == "HTTP 500"
     due = datetime.fromisoformat(summary["next_attempt_at"]) - datetime.fromisoformat(summary["last_attempt_at"])
