@@ -15,9 +15,11 @@ import argparse
 import json
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 from config import ConfigError, load_config
+from sdk.render import print_lines, render
 
 from . import Engine, make_provider
 
@@ -45,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def show(kind: str, content: dict) -> None:
         if args.json:
-            print(json.dumps({"type": kind, "content": content}, ensure_ascii=False), flush=True)
-        else:
-            print(describe(kind, content), flush=True)
+            print_lines([json.dumps({"type": kind, "content": content}, ensure_ascii=False)])
+        else:  # drawn as `aipy-agent tail` draws it, stamped now: the engine's events carry no time
+            now = datetime.now(timezone.utc).isoformat()
+            print_lines(render(kind, content, now, max_lines=None))
 
     try:
         outcome = engine.run(args.instruction, workspace, show)
@@ -56,28 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"workspace: {workspace}")
     return 0 if outcome.status == "completed" else 1
-
-
-def describe(kind: str, content: dict) -> str:
-    """One event as a person reads it."""
-    if kind == "task_start":
-        return f"▶ task: {content['instruction']}"
-    if kind == "llm_response":
-        usage = content["usage"]
-        head = f"🤖 {content['llm']} (round {content['round']}, {usage['input_tokens']}→{usage['output_tokens']} tokens)"
-        return f"{head}\n{content['message']}".rstrip()
-    if kind == "exec_start":
-        return f"⚙ run {content['block_name']} ({content['language']})"
-    if kind == "exec_result":
-        result = content["result"]
-        head = f"  {result['status']} in {result['duration_ms']} ms"
-        return f"{head}\n{result['output']}".rstrip()
-    if kind == "error":
-        return f"✖ {content['message']}"
-    if kind == "task_end":
-        line = f"■ {content['status']} after {content['rounds']} round(s), {content['duration_ms']} ms"
-        return line + (f": {content['error']}" if content.get("error") else "")
-    return f"{kind}: {json.dumps(content, ensure_ascii=False)}"
 
 
 if __name__ == "__main__":

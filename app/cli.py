@@ -1,5 +1,5 @@
 """`python -m app --agent` / `aipy-agent --agent`: the server from the spec;
-`aipy-agent tail TASK_ID` follows a task live (see tail.py).
+`aipy-agent tail TASK_ID` follows a task live (the SDK's `sdk/tail.py`).
 
 With no REDIS_URL this one process is the whole system: HTTP, the embedded
 broker, the worker threads and the cleanup schedule. With REDIS_URL it sends
@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "tail":
-        from .tail import main as tail
+        from sdk.tail import main as tail  # a client of the API, so it lives in the SDK
 
         return tail(argv[1:])
     args = parse_args(argv)

@@ -9,8 +9,9 @@
         result = client.wait_for_completion(submission.task_id, timeout=600)
         print(result.status, result.answer)
 
-`AsyncAgentClient` is the same with `await`. It depends on httpx only, and
-on nothing of the server.
+`AsyncAgentClient` is the same with `await`. It depends on httpx, httpx-sse
+and tenacity, and on nothing of the server. `sdk.render` draws events as text
+for people, and `sdk.tail` is `aipy-agent tail`.
 """
 
 from .aclient import AsyncAgentClient
@@ -30,6 +31,7 @@ from .errors import (
 from .types import (
     FINISHED,
     BlockResult,
+    CallbackDelivery,
     Cancellation,
     ErrorInfo,
     Event,
@@ -45,6 +47,6 @@ __all__ = [
     "AgentClient", "AsyncAgentClient",
     "AgentError", "APIError", "BadRequest", "Unauthorized", "NotFound", "Conflict", "ServerError",
     "ServiceUnavailable", "ConnectionFailed", "TaskTimeout",
-    "FINISHED", "Task", "TaskResult", "TaskOutput", "Event", "BlockResult", "ErrorInfo", "Submission",
-    "Cancellation", "TaskPage", "FileInfo",
+    "FINISHED", "Task", "TaskResult", "TaskOutput", "Event", "BlockResult", "ErrorInfo", "CallbackDelivery",
+    "Submission", "Cancellation", "TaskPage", "FileInfo",
 ]

@@ -11,9 +11,10 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 import httpx
+import tenacity
+from httpx_sse import ServerSentEvent, SSEError
 
 from .errors import AgentError, ConnectionFailed, TaskTimeout, error_for
-from .sse import ServerSentEvent
 from .types import Event
 
 DEFAULT_URL = "http://127.0.0.1:8848"
@@ -24,6 +25,13 @@ USER_AGENT = "aipython-agent-sdk/1.0"
 STREAM_READ_TIMEOUT = 60.0
 #: Reconnects in a row, without an event in between, before giving up.
 STREAM_RECONNECTS = 5
+#: When an event stream reconnects: 0.1 s after the first failure in a row,
+#: then 0.4 s, 1.6 s, then every 4 s; the failure after STREAM_RECONNECTS
+#: reconnects ends the stream. Only its `wait` and `stop` are used: the
+#: clients sleep themselves (time.sleep or asyncio.sleep), between events
+#: they yield, which a Retrying loop cannot span.
+RECONNECTING = tenacity.Retrying(wait=tenacity.wait_exponential(multiplier=0.1, exp_base=4, max=4.0),
+                                 stop=tenacity.stop_after_attempt(STREAM_RECONNECTS + 1))
 #: A wait the server answered this much sooner than asked (it was busy, or
 #: it ignores `wait`) is followed by a pause, so waiting never becomes busy polling.
 QUICK_ANSWER_S = 0.5
@@ -123,8 +131,13 @@ class StreamState:
         self.task_id = task_id
         self.base_url = str(base_url).rstrip("/")
         self.last = max(int(after), 0)
-        self.failures = 0
         self.connected = False
+        self._failures = self._no_failures()
+
+    @staticmethod
+    def _no_failures() -> tenacity.RetryCallState:
+        """A fresh count of failures in a row (tenacity's attempt number)."""
+        return tenacity.RetryCallState(RECONNECTING, None, (), {})
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
@@ -133,7 +146,9 @@ class StreamState:
         return headers
 
     def accept(self, sse: ServerSentEvent) -> Event | None:
-        """The event, or None for one already seen or not an event line."""
+        """The event, or None for one already seen or not an event: httpx-sse
+        also hands over the blank line after a keepalive (no data) once an
+        event id was seen."""
         try:
             data = json.loads(sse.data)
         except ValueError:
@@ -141,29 +156,36 @@ class StreamState:
         if not isinstance(data, dict):
             return None
         data.setdefault("type", sse.event)
-        if data.get("seq") is None and sse.id and sse.id.isdigit():
+        if data.get("seq") is None and sse.id.isdigit():
             data["seq"] = int(sse.id)
         event = Event.from_json(data)
         if event.seq is not None:
             if event.seq <= self.last:
                 return None
             self.last = event.seq
-        self.failures = 0
+        self._failures = self._no_failures()
         return event
 
     def dropped(self, error: Exception | None) -> float:
         """The pause before reconnecting, or `ConnectionFailed` when the
-        server was never reached or has failed too often in a row."""
-        self.failures += 1
-        if error is not None:
-            reason = str(error) or type(error).__name__
-            if not self.connected:
-                raise ConnectionFailed(f"no answer from {self.base_url}: {reason}") from error
-            if self.failures > STREAM_RECONNECTS:
+        server was never reached or has failed too often in a row. `error`
+        is the transport error, None when the stream just ended early."""
+        reason = (str(error) or type(error).__name__) if error is not None else ""
+        if error is not None and not self.connected:
+            raise ConnectionFailed(f"no answer from {self.base_url}: {reason}") from error
+        if RECONNECTING.stop(self._failures):
+            if error is not None:
                 raise ConnectionFailed(f"event stream of task {self.task_id} lost: {reason}") from error
-        elif self.failures > STREAM_RECONNECTS:
             raise ConnectionFailed(f"event stream of task {self.task_id} keeps ending before task_end")
-        return min(0.1 * 4 ** (self.failures - 1), 4.0)
+        pause = RECONNECTING.wait(self._failures)
+        self._failures.prepare_for_next_attempt()
+        return pause
+
+    def not_a_stream(self, error: SSEError) -> AgentError:
+        """What httpx-sse's refusal of an answer that is not text/event-stream
+        (a proxy's page, say) means to the caller; reconnecting would not help."""
+        return AgentError(f"{self.base_url} answered the events of task {self.task_id} "
+                          f"without an event stream: {error}")
 
 
 def destination(dest: str | Path, path: str) -> Path:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from . import _common as common
 from .errors import error_for
-from .sse import SSEParser
 from .types import Cancellation, Event, FileInfo, Submission, Task, TaskPage, TaskResult
 
 
@@ -136,15 +137,17 @@ class AsyncAgentClient:
                         await response.aread()
                         raise error_for(response)
                     state.connected = True
-                    parser = SSEParser()
-                    async for chunk in response.aiter_bytes():
-                        for sse in parser.feed(chunk):
+                    # closed here, not whenever the loop gets to it, when the caller stops early
+                    async with contextlib.aclosing(EventSource(response).aiter_sse()) as messages:
+                        async for sse in messages:
                             event = state.accept(sse)
                             if event is None:
                                 continue
                             yield event
                             if event.type == "task_end":
                                 return
+            except SSEError as exc:  # a TransportError to httpx-sse, but no reconnect will mend it
+                raise state.not_a_stream(exc) from exc
             except httpx.TransportError as exc:
                 await asyncio.sleep(state.dropped(exc))
                 continue

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from . import _common as common
 from .errors import error_for
-from .sse import SSEParser
 from .types import Cancellation, Event, FileInfo, Submission, Task, TaskPage, TaskResult
 
 
@@ -132,15 +132,15 @@ class AgentClient:
                         response.read()
                         raise error_for(response)
                     state.connected = True
-                    parser = SSEParser()
-                    for chunk in response.iter_bytes():
-                        for sse in parser.feed(chunk):
-                            event = state.accept(sse)
-                            if event is None:
-                                continue
-                            yield event
-                            if event.type == "task_end":
-                                return
+                    for sse in EventSource(response).iter_sse():
+                        event = state.accept(sse)
+                        if event is None:
+                            continue
+                        yield event
+                        if event.type == "task_end":
+                            return
+            except SSEError as exc:  # a TransportError to httpx-sse, but no reconnect will mend it
+                raise state.not_a_stream(exc) from exc
             except httpx.TransportError as exc:
                 time.sleep(state.dropped(exc))
                 continue

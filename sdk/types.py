@@ -143,25 +143,60 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CallbackDelivery:
+    """Where the delivery of a task's `callback_url` stands.
+
+    `state` is pending (no attempt yet), retrying (the last attempt failed and
+    another is due at `next_attempt_at`), delivered, or failed (no retry
+    left); `status_code` and `error` describe the last attempt; `url` is the
+    callback URL with any password in it shown as ***.
+    """
+
+    url: str = ""
+    state: str = "pending"
+    attempts: int = 0
+    delivered: bool = False
+    status_code: int | None = None
+    error: str | None = None
+    last_attempt_at: str | None = None
+    next_attempt_at: str | None = None
+    raw: dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "CallbackDelivery":
+        status_code = data.get("status_code")
+        return cls(url=str(data.get("url") or ""), state=str(data.get("state") or "pending"),
+                   attempts=_int(data.get("attempts")), delivered=data.get("delivered") is True,
+                   status_code=None if status_code is None else _int(status_code), error=_str(data.get("error")),
+                   last_attempt_at=_str(data.get("last_attempt_at")),
+                   next_attempt_at=_str(data.get("next_attempt_at")), raw=dict(data))
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskOutput:
     """Everything a task did: its events in order, one result per code
-    block, its errors, the metadata (yours plus the run's) and the final answer."""
+    block, its errors, the metadata (yours plus the run's), the final answer
+    and, for a task submitted with `callback_url`, the callback's delivery
+    (`callback`; None otherwise)."""
 
     messages: tuple[Event, ...] = ()
     results: tuple[BlockResult, ...] = ()
     errors: tuple[ErrorInfo, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     answer: str | None = None
+    callback: CallbackDelivery | None = None
     raw: dict[str, Any] = _raw()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "TaskOutput":
+        callback = data.get("callback")
         return cls(
             messages=tuple(Event.from_json(m) for m in _list(data.get("messages")) if isinstance(m, Mapping)),
             results=tuple(BlockResult.from_json(r) for r in _list(data.get("results")) if isinstance(r, Mapping)),
             errors=tuple(ErrorInfo.from_json(e) for e in _list(data.get("errors")) if isinstance(e, Mapping)),
             metadata=_dict(data.get("metadata")),
             answer=_str(data.get("answer")),
+            callback=CallbackDelivery.from_json(callback) if isinstance(callback, Mapping) else None,
             raw=dict(data),
         )
 

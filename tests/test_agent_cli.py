@@ -24,8 +24,9 @@ def test_runs_a_task_and_prints_its_events(fake_llm, tmp_path):
     proc = run_cli(fake_llm, tmp_path, "what is 6*7", "--workspace", str(tmp_path / "ws"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout
-    assert "▶ task: what is 6*7" in lines and "fake-cli (round 1" in lines
-    assert "⚙ run block-1 (python)" in lines and "42" in lines and "■ completed after 2 round(s)" in lines
+    assert "▶ task started\n    what is 6*7\n" in lines and "💬 round 1 · fake-cli" in lines
+    assert "⚙ run block-1 (python)" in lines and "✓ block-1: success" in lines and "    42\n" in lines
+    assert "■ completed (2 rounds" in lines
     assert f"workspace: {tmp_path / 'ws'}" in lines
 
 

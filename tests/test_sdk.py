@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import uuid
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 from sdk import (
     AgentClient,
     AgentError,
     AsyncAgentClient,
     BadRequest,
+    CallbackDelivery,
     ConnectionFailed,
     Event,
     NotFound,
     Task,
+    TaskOutput,
     TaskPage,
     TaskResult,
     TaskTimeout,
     Unauthorized,
 )
-from sdk.sse import SSEParser
+from sdk._common import STREAM_RECONNECTS, StreamState
 
 from .fake_llm import Block, Reply
 
@@ -115,7 +119,7 @@ def test_submit_wait_and_read_a_task(client, fake_llm):
     [block] = result.output.results
     assert (block.block_name, block.language, block.status) == ("count.py", "python", "success")
     assert "42" in block.output
-    assert result.raw["task_id"] == submission.task_id
+    assert result.raw["task_id"] == submission.task_id and result.output.callback is None
 
     task = client.get_task(submission.task_id)
     assert isinstance(task, Task) and task.status == "completed" and task.error is None and task.completed_at
@@ -308,10 +312,7 @@ def test_health_and_cleanup(client, fake_llm):
 
 @pytest.fixture
 def secured_server(start_server):
-    try:
-        return start_server(api_token="s3cret")
-    except Exception as exc:  # noqa: BLE001 - a server without token support says so in many ways
-        pytest.skip(f"this server does not support api_token yet: {exc}")
+    return start_server(api_token="s3cret")
 
 
 def test_token_is_sent_as_bearer(secured_server, fake_llm):
@@ -384,16 +385,71 @@ def test_async_wait_times_out_without_polling(server, fake_llm):
     assert 2 <= len([r for r in sent if r.url.path.endswith("/result")]) <= 5
 
 
-# -- the SSE parser and the types, without a server --------------------------------------------
+# -- the event stream's wire format, reconnects and the types, without a server --------------------
 
-def test_sse_parser_handles_any_chunking_and_line_ending():
-    body = ": keepalive\r\n\r\nid: 1\r\nevent: task_start\r\ndata: {\"x\": \"\u2028\"}\r\n\r\n" \
-           "id: 2\rdata: a\rdata: b\r\r: bye\n\nretry: 5\n\n".encode()
-    for size in (1, 2, 7, len(body)):
-        parser = SSEParser()
-        events = [e for i in range(0, len(body), size) for e in parser.feed(body[i:i + size])]
-        assert [(e.id, e.event, e.data) for e in events] == [
-            ("1", "task_start", '{"x": "\u2028"}'), ("2", "message", "a\nb")]
+class Trickle(httpx.SyncByteStream):
+    """A body sent `size` bytes at a time."""
+
+    def __init__(self, body: bytes, size: int):
+        self.body, self.size = body, size
+
+    def __iter__(self):
+        for start in range(0, len(self.body), self.size):
+            yield self.body[start:start + self.size]
+
+
+def answering(body: bytes, content_type: str = "text/event-stream", size: int = 1) -> httpx.MockTransport:
+    """A transport that answers every request with `body`, sent in pieces of `size` bytes."""
+    sent: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, headers={"Content-Type": content_type}, stream=Trickle(body, size))
+
+    transport = httpx.MockTransport(handle)
+    transport.requests = sent
+    return transport
+
+
+def sse(seq: int, kind: str, content: dict, end: str = "\n") -> str:
+    data = json.dumps({"seq": seq, "type": kind, "content": content}, ensure_ascii=False)
+    return f"id: {seq}{end}event: {kind}{end}data: {data}{end}{end}"
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 4096])
+def test_stream_events_read_any_chunking_and_line_ending(size):
+    body = (": keepalive\r\n\r\n" + sse(1, "task_start", {"instruction": "a\u2028b"}, "\r\n")
+            + ": keepalive\n\n" + sse(1, "task_start", {}, "\r") + sse(2, "task_end", {"status": "completed"}, "\r"))
+    with AgentClient("http://agent.test", transport=answering(body.encode(), size=size)) as client:
+        events = list(client.stream_events("t"))
+    assert [(e.seq, e.type) for e in events] == [(1, "task_start"), (2, "task_end")]  # the repeat is skipped
+    assert events[0].content["instruction"] == "a\u2028b"  # a Unicode line break is not an SSE one
+
+
+def test_an_answer_that_is_not_an_event_stream_fails_at_once():
+    transport = answering(b"<html>log in first</html>", content_type="text/html")
+    with AgentClient("http://agent.test", transport=transport) as client:
+        with pytest.raises(AgentError, match="without an event stream") as caught:
+            list(client.stream_events("t"))
+    assert not isinstance(caught.value, ConnectionFailed) and len(transport.requests) == 1
+
+
+def test_reconnects_back_off_start_over_after_an_event_and_give_up():
+    state = StreamState("t", 0, "http://agent.test")
+    with pytest.raises(ConnectionFailed, match="no answer from http://agent.test"):
+        state.dropped(httpx.ConnectError("refused"))  # never connected: the server is not there
+    state.connected = True
+    assert [state.dropped(None) for _ in range(3)] == pytest.approx([0.1, 0.4, 1.6])
+    state.accept(next(iter_sse(sse(1, "task_start", {}))))
+    pauses = [state.dropped(httpx.ReadError("reset")) for _ in range(STREAM_RECONNECTS)]
+    assert pauses == pytest.approx([0.1, 0.4, 1.6, 4.0, 4.0])
+    with pytest.raises(ConnectionFailed, match="event stream of task t lost: reset"):
+        state.dropped(httpx.ReadError("reset"))
+
+
+def iter_sse(text: str):
+    response = httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=text.encode())
+    return EventSource(response).iter_sse()
 
 
 def test_types_ignore_unknown_fields_and_keep_the_raw_json():
@@ -406,3 +462,15 @@ def test_types_ignore_unknown_fields_and_keep_the_raw_json():
     assert Task.from_json({"task_id": "t"}).status == "pending"
     page = TaskPage.from_json({"tasks": {"a": {"status": "running"}}, "total": 3})
     assert page.tasks[0].task_id == "a" and page.total == 3
+
+
+def test_the_callbacks_delivery_is_typed():
+    summary = {"url": "http://n8n:***@hooks.test/x", "state": "retrying", "attempts": 1, "delivered": False,
+               "status_code": 500, "error": "HTTP 500", "last_attempt_at": "2024-01-01T12:00:05.123Z",
+               "next_attempt_at": "2024-01-01T12:00:35.123Z"}
+    callback = TaskOutput.from_json({"callback": summary}).callback
+    assert isinstance(callback, CallbackDelivery) and callback.raw == summary
+    assert (callback.state, callback.attempts, callback.delivered, callback.status_code, callback.error) == (
+        "retrying", 1, False, 500, "HTTP 500")
+    assert callback.next_attempt_at == "2024-01-01T12:00:35.123Z" and callback.url.startswith("http://n8n:***@")
+    assert TaskOutput.from_json({"callback": None}).callback is None
