@@ -18,6 +18,9 @@ that many connections fit; answers the errors waitress gives itself (a body
 over the limit, a malformed request) as JSON `{"detail": ...}` like every
 other error; and, where `refused_uids` is given, refuses connections from
 sandboxed task code (see peers.py).
+
+`serve_until` serves in the calling thread until an event is set, for a
+server that another thread stops (the tests' live server).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import threading
 
-from waitress import create_server
+from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 from waitress.task import ErrorTask
@@ -43,7 +47,7 @@ MAX_CLEANUP_INTERVAL_S = 30
 def build_server(app, settings, *, host: str, port: int, refused_uids: range | None,
                  **adjustments) -> BaseWSGIServer | MultiSocketServer:
     """A waitress server for `app` on host:port with the service's settings;
-    `adjustments` adds or overrides waitress options (the tests' loop timeout).
+    `adjustments` adds or overrides waitress options.
     Connections whose peer runs as a uid in `refused_uids` are refused."""
     raise_open_file_limit()
     timeout = settings.http_channel_timeout_s
@@ -65,6 +69,40 @@ def build_server(app, settings, *, host: str, port: int, refused_uids: range | N
     for listener in listeners(server):
         listener.channel_class = channel
     return server
+
+
+def serve_until(server: BaseWSGIServer | MultiSocketServer, stop: threading.Event,
+                poll_s: float = 0.05) -> None:
+    """Serve `server` in the calling thread until `stop` is set (or an
+    exception such as KeyboardInterrupt ends the loop), then close it, in
+    this same thread; a stop takes effect within `poll_s` seconds (default
+    0.05).
+
+    waitress's `run()` returns only on SIGTERM or Ctrl-C in its own thread,
+    and closing the server from another thread races its poll loop (a socket
+    closed while poll() watches it). So the loop runs here in turns of at
+    most `poll_s` seconds, looking at `stop` between turns."""
+    sockets = _socket_map(server)
+    try:
+        while not stop.is_set():
+            wasyncore.loop(timeout=poll_s, map=sockets, use_poll=server.adj.asyncore_use_poll, count=1)
+    finally:
+        # The task threads go first (a request being answered gets up to 5 s
+        # to finish): closed under one, the wake-up pipe fails its next write
+        # (EBADF). Then every socket: a single server's own close() would
+        # leave its threads and its connections open.
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(sockets)
+
+
+def _socket_map(server: BaseWSGIServer | MultiSocketServer) -> dict:
+    """Every socket waitress polls for `server` (its listeners, its wake-up
+    pipe, its connections): the map that `create_server` filled. A single
+    server keeps it as asyncore dispatchers do, in `_map`; waitress has no
+    public name for it, so this is the one place that reads it."""
+    if isinstance(server, MultiSocketServer):
+        return server.map
+    return server._map
 
 
 def raise_open_file_limit() -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import LiveServer, app_config  # noqa: E402
+from tests.live_server import LiveServer, app_config  # noqa: E402
 from tests.fake_llm import FakeLLM, Reply  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 

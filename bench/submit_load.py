@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_llm import FakeLLM, Reply  # noqa: E402
+from tests.polling import wait_until  # noqa: E402
 from tests.redis_server import free_port  # noqa: E402
 
 
@@ -49,6 +50,14 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: dict
     return response.status, json.loads(response.read() or b"{}")
 
 
+def healthy(port: int) -> bool:
+    """Whether GET /health answers 200 on loopback at `port`."""
+    try:
+        return request(http.client.HTTPConnection("127.0.0.1", port, timeout=5), "GET", "/health")[0] == 200
+    except OSError:
+        return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=2000)
@@ -63,17 +72,11 @@ def main() -> int:
         server = subprocess.Popen([sys.executable, "-m", "app", "--agent", "--port", str(port)], env=env,
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if request(http.client.HTTPConnection("127.0.0.1", port, timeout=5), "GET", "/health")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    print("the server did not start", file=sys.stderr)
-                    return 1
-                time.sleep(0.1)
+            try:
+                wait_until(lambda: healthy(port), timeout=60, what="the server to answer /health", every=0.1)
+            except AssertionError as exc:
+                print(f"the server did not start: {exc}", file=sys.stderr)
+                return 1
             rss_before = rss_mb(server.pid)
             accepted: list[str] = []
             errors: list[str] = []

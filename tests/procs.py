@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from .polling import wait_until
+
 
 def new_marker(name: str = "aipy-test") -> str:
     return f"{name}-{os.getpid()}-{time.monotonic_ns()}"
@@ -32,11 +34,10 @@ def running(marker: str) -> bool:
 def gone_within(marker: str, seconds: float) -> bool:
     """True once no process carries `marker`, False if one still does after
     `seconds` (the time a kill may take to land, not a pause for order)."""
-    deadline = time.monotonic() + seconds
-    while running(marker):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+    try:
+        wait_until(lambda: not running(marker), timeout=seconds, what=f"no process marked {marker}")
+    except AssertionError:
+        return False
     return True
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 
 import pytest
+
+from .polling import wait_until
 
 
 def free_port() -> int:
@@ -37,16 +38,20 @@ class RedisServer:
         import redis
 
         client = redis.Redis.from_url(self.url, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError("redis-server exited at start")
             try:
-                client.ping()
-                return
+                return bool(client.ping())
             except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("redis-server did not start")
-                time.sleep(0.05)
+                return False
+
+        try:
+            wait_until(answers, timeout=10, what="redis-server to answer", every=0.05)
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError(f"redis-server did not start: {exc}") from None
 
     def stop(self) -> None:
         if self.process.poll() is None:

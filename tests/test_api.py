@@ -12,10 +12,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from actors.system import TASK_QUEUE
+from actors.pipeline import TASK_QUEUE
+from actors.recovery import recover
 from storage import TaskStore
 
 from .fake_llm import Block, Reply
+from .live_server import LiveServer, app_config
+from .polling import wait_until
 from .procs import new_marker, running
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -256,10 +259,7 @@ def test_cancel_running_task_kills_its_code_within_a_second(server, fake_llm):
     marker = new_marker()
     fake_llm.script(Reply("Sleeping.", blocks=[Block("python", f"import os\nos.execvp('sleep', ['{marker}', '60'])\n")]))
     task_id = server.submit("sleep")
-    deadline = time.monotonic() + 10
-    while not running(marker):
-        assert time.monotonic() < deadline, "the block never started"
-        time.sleep(0.02)
+    wait_until(lambda: running(marker), what="the block to start")
 
     started = time.monotonic()
     response = requests.delete(f"{server.url}/tasks/{task_id}")
@@ -314,8 +314,6 @@ def test_cleanup_with_a_bad_age_is_400(server, value):
 # -- restart ----------------------------------------------------------------------
 
 def test_restart_requeues_pending_tasks_and_fails_interrupted_ones(tmp_path, fake_llm):
-    from .conftest import LiveServer, app_config
-
     config = app_config(tmp_path, fake_llm)
     store = TaskStore(config.settings.data_dir)
     pending = store.create("left pending")["task_id"]
@@ -325,7 +323,7 @@ def test_restart_requeues_pending_tasks_and_fails_interrupted_ones(tmp_path, fak
 
     server = LiveServer(config, workers=False)
     try:
-        server.system.recover()
+        recover(server.system.store, server.system.pipeline)
         server.system.start_workers()
         assert server.wait_for(pending)["status"] == "completed"
         interrupted = server.wait_for(running)

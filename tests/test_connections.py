@@ -8,14 +8,16 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from functools import partial
 
 import falcon
+import pytest
 import requests
 
-from app.http_server import build_server
+from app.http_server import build_server, serve_until
 from config.settings import Settings
 
 #: The bound on a request's time while 200 idle connections are open; a
@@ -77,6 +79,20 @@ def test_the_server_takes_its_connection_settings():
         assert adj.asyncore_use_poll and adj.cleanup_interval <= 7
     finally:
         server.close()
+
+
+def test_a_server_served_until_an_event_answers_until_it_is_set_then_lets_its_port_go():
+    server = build_server(falcon.App(), Settings(), host="127.0.0.1", port=0, refused_uids=None)
+    port = server.effective_port
+    stop = threading.Event()
+    serving = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
+    serving.start()
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 404  # an app with no routes
+    stop.set()
+    serving.join(5)
+    assert not serving.is_alive()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
 def test_the_defaults_hold_a_thousand_connections_closed_after_a_minute_idle(monkeypatch):

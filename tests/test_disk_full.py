@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections import deque
 from pathlib import Path
 
@@ -35,8 +34,9 @@ from actors.system import TaskSystem
 from storage import InvalidTransition, StorageFull, StorageReadOnly, TaskStore, end_content
 from storage.errors import storage_error
 
-from .conftest import app_config
 from .fake_llm import Block, Reply
+from .live_server import app_config
+from .polling import wait_until
 
 #: Writes until the disk refuses, to its last byte, then prints more than a
 #: page (so its exec_result cannot fit in the log's last page either).
@@ -122,17 +122,6 @@ def gate_llm(fake_llm, *replies: Reply) -> threading.Event:
     return gate
 
 
-def wait_until(condition, what: str):
-    """Poll `condition` until it returns something true, within the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def log_lines(store: TaskStore, task_id: str) -> list[dict]:
     """The task's log, line by line: every line must be a whole event."""
     raw = store.events_path(task_id).read_bytes()
@@ -169,7 +158,7 @@ def test_code_that_fills_the_disk_ends_every_task_it_stopped_once_space_is_back(
 
     # The filler's end, and the starts of the two queued tasks, cannot be written.
     wait_until(lambda: set(server.system.runner.pending_ends().waiting()) == {filler, *queued},
-               "three ends refused by the full disk")
+               timeout=DEADLINE_S, what="three ends refused by the full disk")
     assert small_disk.free_bytes() == 0
     assert statuses(server) == {filler: "running", queued[0]: "pending", queued[1]: "pending"}
 
@@ -210,7 +199,8 @@ def test_an_end_that_fits_the_log_but_not_task_json_is_adopted_once_space_is_bac
 
     # Every event, task_end included, fits in the log's last page; the new
     # task.json that would say so does not.
-    wait_until(lambda: server.system.runner.pending_ends().waiting() == [task_id], "the end refused")
+    wait_until(lambda: server.system.runner.pending_ends().waiting() == [task_id], timeout=DEADLINE_S,
+               what="the end refused")
     assert requests.get(f"{server.url}/tasks/{task_id}", timeout=10).json()["status"] == "running"
     assert log_lines(server.store, task_id)[-1]["content"]["status"] == "completed"
 
@@ -340,7 +330,7 @@ def test_pending_ends_hold_at_most_max_tasks_and_one_end_per_task(tmp_path):
     assert pending.add(first, end_content("cancelled"), None)  # the first end handed over stands
     assert pending.waiting() == [first]
     pending.stopping.set()  # one last round, then the thread stops
-    wait_until(lambda: pending.waiting() == [], "the last round")
+    wait_until(lambda: pending.waiting() == [], timeout=DEADLINE_S, what="the last round")
     assert store.get(first)["status"] == "error" and store.get(second)["status"] == "pending"
     store.close()
 

@@ -18,7 +18,7 @@ import hypothesis
 import pytest
 import schemathesis
 
-from .conftest import LiveServer, app_config
+from .live_server import LiveServer, app_config
 from .fake_llm import FakeLLM, Reply
 
 #: Generated requests per operation (valid and invalid), on top of the boundary cases.

@@ -4,27 +4,27 @@ submit, over real HTTP."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
+import httpx
 import requests
+from httpx_sse import EventSource
 
 from .fake_llm import Block, Reply
+from .live_server import read_sse
 
 SLOW_BLOCK = "import time\nprint('tick', flush=True)\ntime.sleep(0.6)\nprint('tock')\n"
 
-
-def read_sse(response):
-    """(id, event, data, arrival time) for each SSE event of a response."""
-    event: dict = {}
-    for line in response.iter_lines(decode_unicode=True):
-        if line == "":
-            if event:
-                yield event["id"], event["event"], json.loads(event["data"]), time.monotonic()
-                event = {}
-        elif not line.startswith(":"):
-            field, _, value = line.partition(": ")
-            event[field] = value
+#: Runs until a file named "go" appears in its workspace (10 s at most),
+#: then says whether it did.
+GATED_BLOCK = """\
+import os, time
+for _ in range(1000):
+    if os.path.exists("go"):
+        break
+    time.sleep(0.01)
+print("went" if os.path.exists("go") else "gave up")
+"""
 
 
 def slow_task(server, fake_llm) -> str:
@@ -33,26 +33,32 @@ def slow_task(server, fake_llm) -> str:
 
 
 def test_sse_delivers_events_while_the_task_runs(server, fake_llm):
-    task_id = slow_task(server, fake_llm)
-    with requests.get(f"{server.url}/tasks/{task_id}/events", stream=True, timeout=20) as response:
+    # The block ends only once the test, having read exec_start from the
+    # stream, lets it go: a stream that held events back would see it give up.
+    fake_llm.script(Reply("Working.", blocks=[Block("python", GATED_BLOCK)]), Reply("Finished."))
+    task_id = server.submit("waits for the reader")
+    events = []
+    with httpx.stream("GET", f"{server.url}/tasks/{task_id}/events", timeout=20) as response:
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
-        events = list(read_sse(response))
+        for event in read_sse(response):
+            events.append(event)
+            if event[1] == "exec_start":
+                (server.store.workspace(task_id) / "go").touch()
 
     assert [e[1] for e in events] == ["task_start", "llm_response", "exec_start", "exec_result", "llm_response", "task_end"]
     assert [int(e[0]) for e in events] == [1, 2, 3, 4, 5, 6]
     assert all(e[2]["seq"] == int(e[0]) and e[2]["type"] == e[1] for e in events)
-    exec_start_at, exec_result_at = events[2][3], events[3][3]
-    assert exec_result_at - exec_start_at > 0.4  # exec_start arrived before the block finished
+    assert events[3][2]["content"]["result"]["stdout"] == "went\n"  # exec_start arrived while the block ran
 
 
 def test_sse_resumes_after_last_event_id(server, fake_llm):
     task_id = slow_task(server, fake_llm)
-    with requests.get(f"{server.url}/tasks/{task_id}/events", stream=True, timeout=20) as response:
+    with httpx.stream("GET", f"{server.url}/tasks/{task_id}/events", timeout=20) as response:
         first = next(read_sse(response))  # then the connection drops
     assert first[1] == "task_start"
-    with requests.get(f"{server.url}/tasks/{task_id}/events", headers={"Last-Event-ID": first[0]},
-                      stream=True, timeout=20) as response:
+    with httpx.stream("GET", f"{server.url}/tasks/{task_id}/events", headers={"Last-Event-ID": first[0]},
+                      timeout=20) as response:
         rest = list(read_sse(response))
     assert [int(e[0]) for e in rest] == [2, 3, 4, 5, 6] and rest[-1][1] == "task_end"
 

@@ -13,17 +13,18 @@ import pytest
 import redis
 from dramatiq.middleware import Middleware
 
+from actors.pipeline import TASK_QUEUE
 from actors.queue_view import RedisQueueView
 from actors.reconciler import REQUEUED, Reconciler
+from actors.recovery import recover
 from actors.runner import INTERRUPTED_WORKER_DIED
-from actors.system import TASK_QUEUE, TaskSystem
+from actors.system import TaskSystem
 from storage import TaskStore
 
-from .conftest import app_config
 from .fake_llm import Reply
+from .live_server import Processes, app_config
+from .polling import wait_until
 from .redis_server import RedisServer
-from .test_crash import Processes
-from .test_redis_mode import wait_until
 
 #: Every task that is given time to finish is final within this long.
 FINAL_WITHIN_S = 90
@@ -74,9 +75,9 @@ def embedded_system(tmp_path, fake_llm):
 def test_a_task_whose_message_redis_lost_is_sent_again_once(redis_system):
     store = redis_system.store
     task_id = store.create("lost in a restart")["task_id"]
-    redis_system.submit(task_id)
+    redis_system.pipeline.submit(task_id)
     redis_system.broker.client.flushall()  # Redis came back empty
-    reconciler = Reconciler(store, redis_system.run_task, requeue_after_s=60, clock=later(120))
+    reconciler = Reconciler(store, redis_system.pipeline.run_task, requeue_after_s=60, clock=later(120))
 
     assert reconciler.run_once() == [task_id]
     assert reconciler.run_once() == []  # the re-sent message is in the queue now
@@ -90,21 +91,24 @@ def test_messages_waiting_fetched_delayed_or_dead_lettered_are_not_sent_again(re
     store, broker = redis_system.store, redis_system.broker
     waiting, fetched, delayed, dead = (store.create(name)["task_id"] for name in ("w", "f", "d", "x"))
     for task_id in (fetched, dead):
-        redis_system.submit(task_id)
+        redis_system.pipeline.submit(task_id)
     consumer = broker.consume(TASK_QUEUE, prefetch=2, timeout=100)
     taken = []
-    deadline = time.monotonic() + 10
-    while len(taken) < 2 and time.monotonic() < deadline:  # next() is None until a fetch brings them
-        message = next(consumer)
+
+    def fetched_both() -> bool:
+        message = next(consumer)  # None until a fetch brings one
         if message is not None:
             taken.append(message)
+        return len(taken) == 2
+
+    wait_until(fetched_both, what="both messages fetched")
     assert {message.args[0] for message in taken} == {fetched, dead}
     for message in taken:
         if message.args[0] == dead:  # its run raised: Retries(max_retries=0) dead-letters it
             consumer.nack(message)
-    redis_system.submit(waiting)
-    redis_system.run_task.send_with_options(args=(delayed,), delay=3_600_000)
-    reconciler = Reconciler(store, redis_system.run_task, requeue_after_s=60, clock=later(120))
+    redis_system.pipeline.submit(waiting)
+    redis_system.pipeline.run_task.send_with_options(args=(delayed,), delay=3_600_000)
+    reconciler = Reconciler(store, redis_system.pipeline.run_task, requeue_after_s=60, clock=later(120))
 
     assert reconciler.run_once() == []
     assert all(requeued(store, task_id) == 0 for task_id in (waiting, fetched, delayed, dead))
@@ -112,13 +116,13 @@ def test_messages_waiting_fetched_delayed_or_dead_lettered_are_not_sent_again(re
 
 def test_a_young_pending_task_is_left_alone_as_its_message_may_be_on_its_way(redis_system):
     task_id = redis_system.store.create("just submitted")["task_id"]
-    reconciler = Reconciler(redis_system.store, redis_system.run_task, requeue_after_s=60)
+    reconciler = Reconciler(redis_system.store, redis_system.pipeline.run_task, requeue_after_s=60)
     assert reconciler.run_once() == []
     assert requeued(redis_system.store, task_id) == 0
 
 
 def test_two_reconcilers_that_both_saw_the_loss_send_the_task_once(redis_system):
-    store, actor = redis_system.store, redis_system.run_task
+    store, actor = redis_system.store, redis_system.pipeline.run_task
     task_id = store.create("seen lost twice")["task_id"]
     first = Reconciler(store, actor, requeue_after_s=60, clock=later(120))
     second_view = RedisQueueView(actor)
@@ -139,7 +143,7 @@ def test_two_reconcilers_that_both_saw_the_loss_send_the_task_once(redis_system)
 
 def test_a_reconcile_pass_with_redis_down_is_skipped_without_raising(redis_system, redis_server):
     task_id = redis_system.store.create("waiting for redis")["task_id"]
-    reconciler = Reconciler(redis_system.store, redis_system.run_task, requeue_after_s=60, clock=later(120))
+    reconciler = Reconciler(redis_system.store, redis_system.pipeline.run_task, requeue_after_s=60, clock=later(120))
     redis_server.stop()
     assert reconciler.run_once() == []
     assert requeued(redis_system.store, task_id) == 0
@@ -153,15 +157,15 @@ def test_embedded_mode_sends_a_lost_task_once_and_leaves_a_queued_one(embedded_s
     system = embedded_system()
     fake_llm.responder = lambda body: Reply("Done.")
     queued = system.store.create("queued in memory")["task_id"]
-    system.submit(queued)
+    system.pipeline.submit(queued)
     lost = system.store.create("never queued")["task_id"]  # as if its message were lost
-    reconciler = Reconciler(system.store, system.run_task, requeue_after_s=60, clock=later(120))
+    reconciler = Reconciler(system.store, system.pipeline.run_task, requeue_after_s=60, clock=later(120))
 
     assert reconciler.run_once() == [lost]
     assert reconciler.run_once() == []
     system.start_workers(threads=2)
     for task_id in (queued, lost):
-        wait_until(lambda: status_of(system.store, task_id) == "completed", 30, "the task to complete")
+        wait_until(lambda: status_of(system.store, task_id) == "completed", timeout=30, what="the task to complete")
     assert reconciler.run_once() == []  # acked messages leave no trace
     assert (requeued(system.store, queued), requeued(system.store, lost)) == (0, 1)
     assert asked(fake_llm, "queued in memory") == asked(fake_llm, "never queued") == 1
@@ -171,11 +175,11 @@ def test_after_an_embedded_restart_the_recovered_tasks_are_not_sent_twice(tmp_pa
     before = embedded_system()
     waiting = [before.store.create(f"waiting {i}")["task_id"] for i in range(3)]
     for task_id in waiting:
-        before.submit(task_id)  # then the process stops: its in-memory queue is gone
+        before.pipeline.submit(task_id)  # then the process stops: its in-memory queue is gone
     after = embedded_system()
-    assert after.recover() == (3, 0)  # sends every pending task again
+    assert recover(after.store, after.pipeline) == (3, 0)  # sends every pending task again
     # What a starting worker runs (see the reconciler's worker-start line).
-    reconciler = Reconciler(after.store, after.run_task, requeue_after_s=60, clock=later(120))
+    reconciler = Reconciler(after.store, after.pipeline.run_task, requeue_after_s=60, clock=later(120))
     assert reconciler.run_once() == []
 
 
@@ -188,8 +192,8 @@ def test_a_tracker_attached_late_knows_the_messages_already_waiting(embedded_sys
     system = TaskSystem(embedded_system().config, broker=StubBroker(middleware=middleware()))
     try:
         task_id = system.store.create("sent before the tracker")["task_id"]
-        system.submit(task_id)
-        assert StubQueueView(system.run_task).held().queued == {task_id}
+        system.pipeline.submit(task_id)
+        assert StubQueueView(system.pipeline.run_task).held().queued == {task_id}
     finally:
         system.stop(timeout_s=5)
 
@@ -202,16 +206,9 @@ class Processed(Middleware):
 
     def __init__(self):
         self.ids: set[str] = set()
-        self.changed = threading.Condition()
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
-        with self.changed:
-            self.ids.add(message.message_id)
-            self.changed.notify_all()
-
-    def wait_for(self, message_id: str, timeout: float) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: message_id in self.ids, timeout)
+        self.ids.add(message.message_id)
 
 
 def test_a_duplicate_message_for_a_running_task_is_ignored_and_the_task_completes(embedded_system, fake_llm):
@@ -222,15 +219,15 @@ def test_a_duplicate_message_for_a_running_task_is_ignored_and_the_task_complete
     fake_llm.responder = lambda body: (gate.wait(20), Reply("Done."))[1]
     system.start_workers(threads=2)
     task_id = system.store.create("run me once")["task_id"]
-    system.submit(task_id)
-    wait_until(lambda: asked(fake_llm, "run me once"), 30, "the task to ask the LLM")
+    system.pipeline.submit(task_id)
+    wait_until(lambda: asked(fake_llm, "run me once"), timeout=30, what="the task to ask the LLM")
     assert status_of(system.store, task_id) == "running"
 
-    duplicate = system.run_task.send(task_id)  # a re-send that raced the real message
-    assert processed.wait_for(duplicate.message_id, 30), "the duplicate was not processed"
+    duplicate = system.pipeline.run_task.send(task_id)  # a re-send that raced the real message
+    wait_until(lambda: duplicate.message_id in processed.ids, timeout=30, what="the duplicate to be processed")
     assert status_of(system.store, task_id) == "running"  # untouched
     gate.set()
-    wait_until(lambda: status_of(system.store, task_id) != "running", 30, "the task to finish")
+    wait_until(lambda: status_of(system.store, task_id) != "running", timeout=30, what="the task to finish")
 
     state = system.store.get(task_id)
     assert state["status"] == "completed" and state["error"] is None
@@ -252,10 +249,10 @@ def test_two_messages_for_one_pending_task_at_the_same_moment_run_it_once(embedd
     system.engines.build = build_together
     system.start_workers(threads=2)
     task_id = system.store.create("raced")["task_id"]
-    system.submit(task_id)
-    system.run_task.send(task_id)
+    system.pipeline.submit(task_id)
+    system.pipeline.run_task.send(task_id)
 
-    wait_until(lambda: status_of(system.store, task_id) == "completed", 30, "the task to complete")
+    wait_until(lambda: status_of(system.store, task_id) == "completed", timeout=30, what="the task to complete")
     system.broker.join(TASK_QUEUE, timeout=30_000)  # both messages processed
     assert asked(fake_llm, "raced") == 1
     assert [e["type"] for e in system.store.read_events(task_id)].count("task_start") == 1
@@ -264,13 +261,13 @@ def test_two_messages_for_one_pending_task_at_the_same_moment_run_it_once(embedd
 def test_the_starting_message_redelivered_after_its_worker_died_ends_the_task(embedded_system, fake_llm):
     system = embedded_system()
     task_id = system.store.create("its worker died")["task_id"]
-    message = system.run_task.message(task_id)
+    message = system.pipeline.run_task.message(task_id)
     # The worker that took this message started the task, then died.
     system.store.transition(task_id, "running", context={"message_id": message.message_id})
     system.start_workers(threads=1)
     system.broker.enqueue(message)  # Redis gives a dead worker's message back as it was
 
-    wait_until(lambda: status_of(system.store, task_id) != "running", 30, "the task to end")
+    wait_until(lambda: status_of(system.store, task_id) != "running", timeout=30, what="the task to end")
     state = system.store.get(task_id)
     assert state["status"] == "error" and state["error"] == INTERRUPTED_WORKER_DIED
     assert fake_llm.requests == []
@@ -290,7 +287,7 @@ def test_tasks_queued_when_redis_came_back_empty_all_run_once(tmp_path, fake_llm
 
     def submit(instruction: str) -> str:
         task_id = store.create(instruction)["task_id"]
-        web.submit(task_id)
+        web.pipeline.submit(task_id)
         return task_id
 
     def pending_s(task_id: str) -> float:
@@ -310,15 +307,18 @@ def test_tasks_queued_when_redis_came_back_empty_all_run_once(tmp_path, fake_llm
         kept = submit("sent after the restart")  # its message is in the new Redis
 
         # Old enough for the clock's first pass to weigh it, and find it queued.
-        wait_until(lambda: pending_s(kept) > 1.5, 10, "the kept task to be older than requeue_pending_after_s")
+        wait_until(lambda: pending_s(kept) > 1.5, timeout=10,
+                   what="the kept task to be older than requeue_pending_after_s")
         group.start("-m", "actors.clock")
-        wait_until(lambda: all(requeued(store, t) for t in lost.values()), 30, "the lost tasks to be sent again")
+        wait_until(lambda: all(requeued(store, t) for t in lost.values()), timeout=30,
+                   what="the lost tasks to be sent again")
         assert requeued(store, kept) == 0
 
         group.start("-m", "actors.worker")
         for task_id in [*lost.values(), kept]:
             left = FINAL_WITHIN_S - (time.monotonic() - restarted)
-            wait_until(lambda: status_of(store, task_id) in ("completed", "error"), left, "every task to finish")
+            wait_until(lambda: status_of(store, task_id) in ("completed", "error"), timeout=left,
+                       what="every task to finish")
             assert status_of(store, task_id) == "completed", store.result(task_id)
         for name, task_id in lost.items():
             assert requeued(store, task_id) == 1, name

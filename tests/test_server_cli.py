@@ -2,51 +2,44 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 
 from storage import TaskStore
 
 from .fake_llm import Block, Reply
+from .live_server import ROOT, service_env
+from .polling import wait_until
 from .redis_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def server_env(fake_llm) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPYTHON_") and k != "REDIS_URL"}
-    env.update(AIPYTHON_LLM_BASE_URL=fake_llm.openai_base_url, AIPYTHON_LLM_API_KEY="test-key",
-               AIPYTHON_LLM_MODEL="fake-cli", PYTHONPATH=str(ROOT))
-    return env
 
 
 def start(tmp_path, fake_llm, *args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "--agent", "--port", str(port), "--data-dir", str(tmp_path / "data"), *args],
-        cwd=tmp_path, env=server_env(fake_llm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env=service_env(fake_llm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     return process, wait_until_serving(process, port)
 
 
 def wait_until_serving(process: subprocess.Popen, port: int) -> str:
-    """The server's URL once it answers on 127.0.0.1."""
+    """The server's URL once it answers on 127.0.0.1 (within 20 s)."""
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
+
+    def answers() -> bool:
         try:
             requests.get(f"{url}/health", timeout=1)
-            return url
+            return True
         except requests.ConnectionError:
             assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+            return False
+
+    wait_until(answers, timeout=20, what="the server to answer", every=0.1)
+    return url
 
 
 def test_prints_the_banner_and_serves(tmp_path, fake_llm):
@@ -67,11 +60,8 @@ def test_sigterm_stops_running_tasks_and_exits_within_ten_seconds(tmp_path, fake
     fake_llm.script(Reply("Sleeping.", blocks=[Block("python", "import time\ntime.sleep(120)\n")]))
     process, url = start(tmp_path, fake_llm)
     task_id = requests.post(f"{url}/tasks", json={"instruction": "sleep"}).json()["task_id"]
-    deadline = time.monotonic() + 10
-    while requests.get(f"{url}/tasks/{task_id}").json()["status"] != "running" or not any(
-            e["type"] == "exec_start" for e in TaskStore(tmp_path / "data").read_events(task_id)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: any(e["type"] == "exec_start" for e in TaskStore(tmp_path / "data").read_events(task_id)),
+               what="the task's block to start")
 
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
@@ -95,11 +85,9 @@ def test_a_busy_port_is_a_clear_error(tmp_path, fake_llm):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIPYTHON_") and k != "REDIS_URL"}
-        env["PYTHONPATH"] = str(ROOT)
         proc = subprocess.run([sys.executable, "-m", "app", "--agent", "--port", str(port),
                                "--data-dir", str(tmp_path / "data")],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+                              cwd=tmp_path, env=service_env(fake_llm), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr
 
 
@@ -107,7 +95,7 @@ def test_app_serve_is_the_procfile_web_process(tmp_path, fake_llm):
     # The Procfile's web line: every interface, $PORT, the same server (and
     # app) as `python -m app --agent`. Only 127.0.0.1 is connected to here.
     port = free_port()
-    env = server_env(fake_llm) | {"PORT": str(port), "AIPYTHON_DATA_DIR": str(tmp_path / "data")}
+    env = service_env(fake_llm, PORT=str(port), AIPYTHON_DATA_DIR=str(tmp_path / "data"))
     process = subprocess.Popen([sys.executable, "-m", "app.serve"], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -1,22 +1,21 @@
 """Deploys and crashes, with the Procfile's real processes under honcho and a
 real redis-server: a group SIGTERM (what honcho, foreman, Heroku and systemd
-send) stops everything cleanly, and a SIGKILLed worker's tasks still end."""
+send) stops everything cleanly. (A SIGKILLed worker: test_crash.py.)"""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 from .fake_llm import Block, Reply
-from .procs import gone_within, new_marker, running
-from .test_redis_mode import get_json, procfile, wait_until  # noqa: F401 - procfile is a fixture
+from .live_server import get_json
+from .polling import wait_until
+from .procs import new_marker, running
 
 #: What a supervisor allows between SIGTERM and SIGKILL (Heroku: 30 s; the
 #: service promises 10).
@@ -27,9 +26,9 @@ def start_sleeping_task(url: str, fake_llm) -> tuple[str, str]:
     """Submit a task whose code sleeps under a marker; wait until it runs."""
     marker = new_marker("deploy")
     fake_llm.script(Reply("Sleeping.", blocks=[Block("python", f"import os\nos.execvp('sleep', ['{marker}', '60'])\n")]))
-    wait_until(lambda: get_json(f"{url}/health"), 60, "the web process")
+    wait_until(lambda: get_json(f"{url}/health"), timeout=60, what="the web process")
     task_id = requests.post(f"{url}/tasks", json={"instruction": "sleep through a deploy"}, timeout=10).json()["task_id"]
-    wait_until(lambda: running(marker), 60, "the task's code to run")
+    wait_until(lambda: running(marker), timeout=60, what="the task's code to run")
     return task_id, marker
 
 
