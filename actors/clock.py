@@ -11,27 +11,19 @@ import logging
 import signal
 import sys
 
-from config import ConfigError, load_config
-
-from .logs import setup_logging
+from .entry import system_from_config
 from .schedule import blocking_scheduler
-from .system import TaskSystem
 
 log = logging.getLogger("aipy.clock")
 
 
 def main() -> int:
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(config.settings.debug)
-    system = TaskSystem(config)
-    scheduler = blocking_scheduler(system)
+    system = system_from_config()
+    settings = system.settings
+    scheduler = blocking_scheduler(system.pipeline, system.store, settings)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
     log.info("Clock started: cleanup every %g minute(s), reconcile every %g s",
-             config.settings.cleanup_interval_minutes, config.settings.reconcile_interval_s)
+             settings.cleanup_interval_minutes, settings.reconcile_interval_s)
     try:
         scheduler.start()
     except KeyboardInterrupt:

@@ -18,30 +18,27 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from storage import TaskStore
+
+from .pipeline import Pipeline
 from .reconciler import Reconciler
 
 log = logging.getLogger("aipy.schedule")
 
+S = TypeVar("S", bound=BaseScheduler)
 
-def _send_cleanup(system) -> None:
+
+def _send_cleanup(pipeline: Pipeline) -> None:
     try:
-        system.request_cleanup()
+        pipeline.request_cleanup()
     except Exception as exc:  # a missed run is retried at the next interval
         log.warning("Could not send the scheduled cleanup: %s", exc)
-
-
-def add_cleanup_job(scheduler: BaseScheduler, system) -> BaseScheduler:
-    scheduler.add_job(
-        _send_cleanup, "interval", args=[system], id="cleanup",
-        minutes=system.settings.cleanup_interval_minutes,
-        next_run_time=datetime.now(timezone.utc), coalesce=True, max_instances=1,
-    )
-    return scheduler
 
 
 def _reconcile(reconciler: Reconciler) -> None:
@@ -51,20 +48,20 @@ def _reconcile(reconciler: Reconciler) -> None:
         log.exception("Reconcile failed")
 
 
-def add_reconcile_job(scheduler: BaseScheduler, system) -> BaseScheduler:
-    reconciler = Reconciler.from_settings(system.store, system.run_task, system.settings)
-    scheduler.add_job(
-        _reconcile, "interval", args=[reconciler], id="reconcile",
-        seconds=system.settings.reconcile_interval_s,
-        next_run_time=datetime.now(timezone.utc), coalesce=True, max_instances=1,
-    )
+def add_jobs(scheduler: S, pipeline: Pipeline, store: TaskStore, settings) -> S:
+    """The cleanup and the reconcile job on `scheduler`, each run once at start."""
+    now = datetime.now(timezone.utc)
+    scheduler.add_job(_send_cleanup, "interval", args=[pipeline], id="cleanup",
+                      minutes=settings.cleanup_interval_minutes, next_run_time=now, coalesce=True, max_instances=1)
+    reconciler = Reconciler.from_settings(store, pipeline.run_task, settings)
+    scheduler.add_job(_reconcile, "interval", args=[reconciler], id="reconcile",
+                      seconds=settings.reconcile_interval_s, next_run_time=now, coalesce=True, max_instances=1)
     return scheduler
 
 
-def background_scheduler(system) -> BackgroundScheduler:
-    scheduler = add_cleanup_job(BackgroundScheduler(timezone=timezone.utc, daemon=True), system)
-    return add_reconcile_job(scheduler, system)
+def background_scheduler(pipeline: Pipeline, store: TaskStore, settings) -> BackgroundScheduler:
+    return add_jobs(BackgroundScheduler(timezone=timezone.utc, daemon=True), pipeline, store, settings)
 
 
-def blocking_scheduler(system) -> BlockingScheduler:
-    return add_reconcile_job(add_cleanup_job(BlockingScheduler(timezone=timezone.utc), system), system)
+def blocking_scheduler(pipeline: Pipeline, store: TaskStore, settings) -> BlockingScheduler:
+    return add_jobs(BlockingScheduler(timezone=timezone.utc), pipeline, store, settings)

@@ -21,10 +21,8 @@ import sys
 import threading
 
 from agent.sandbox import SandboxUnavailable
-from config import ConfigError, load_config
 
-from .logs import setup_logging
-from .system import TaskSystem
+from .entry import system_from_config
 
 log = logging.getLogger("aipy.worker")
 
@@ -34,13 +32,7 @@ STOP_TIMEOUT_S = 8.0
 
 
 def main() -> int:
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(config.settings.debug)
-    system = TaskSystem(config)
+    system = system_from_config()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -11,6 +11,9 @@ import falcon
 
 from storage import StorageError, TaskNotFound
 
+from .service import FileNotInWorkspace, InvalidRequest, NotStored
+from .waiting import TooBusy
+
 log = logging.getLogger("aipy.http")
 
 
@@ -34,6 +37,24 @@ def storage_failed(req, resp, exc: StorageError, params) -> None:
     raise falcon.HTTPServiceUnavailable(description=f"storage unavailable: {exc}")
 
 
+def invalid_request(req, resp, exc: InvalidRequest, params) -> None:
+    raise falcon.HTTPBadRequest(description=str(exc))
+
+
+def not_stored(req, resp, exc: NotStored, params) -> None:
+    if exc.full:  # 507, not 503: trying again helps only once someone frees space
+        raise falcon.HTTPInsufficientStorage(description=str(exc))
+    raise falcon.HTTPServiceUnavailable(description=str(exc))
+
+
+def no_such_file(req, resp, exc: FileNotInWorkspace, params) -> None:
+    raise falcon.HTTPNotFound(description=str(exc))
+
+
+def too_busy(req, resp, exc: TooBusy, params) -> None:
+    raise falcon.HTTPServiceUnavailable(description=str(exc))
+
+
 def unexpected(req, resp, exc: Exception, params) -> None:
     if isinstance(exc, falcon.HTTPError):
         raise exc
@@ -47,3 +68,7 @@ def install(app: falcon.App) -> None:
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(StorageError, storage_failed)
     app.add_error_handler(TaskNotFound, task_not_found)
+    app.add_error_handler(InvalidRequest, invalid_request)
+    app.add_error_handler(NotStored, not_stored)
+    app.add_error_handler(FileNotInWorkspace, no_such_file)
+    app.add_error_handler(TooBusy, too_busy)

@@ -1,18 +1,26 @@
 """`create_app(system)`: the Falcon WSGI application around a task system.
 
-The app holds no global state: the system (store, broker, settings) is passed
-in, so tests and the entry points each build their own.
+The app holds no global state: the system is passed in, so tests and the
+entry points each build their own, and each resource is given the one
+collaborator it uses (the task service, the event feed, the health check).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import falcon
+from falcon.inspect import inspect_routes
+
+from actors.callbacks import check_callback_url
+from actors.pipeline import BrokerUnavailable
+from actors.system import TaskSystem
 
 from . import errors
 from .auth import BearerAuth
-from .openapi import build_openapi
+from .event_stream import EventFeed
+from .openapi import build_openapi, endpoints
 from .origin import RequestOriginGuard
 from .resources.admin import CleanupResource
 from .resources.docs import add_docs
@@ -20,11 +28,15 @@ from .resources.events import TaskEvents
 from .resources.files import TaskFile, TaskFiles
 from .resources.info import HealthResource, RootResource
 from .resources.tasks import TaskCollection, TaskItem, TaskResultResource
+from .requests import RequestLimits
+from .service import SubmitRules, TaskService
 from .version import API_NAME
 from .waiting import WaitBudget
 
 
-def create_app(system) -> falcon.App:
+def create_app(system: TaskSystem) -> falcon.App:
+    """The app around `system`, the wiring of one process (actors/system.py):
+    each resource gets only the part it uses."""
     settings = system.settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
     # First, so nothing else runs for a request a foreign page made; Host is
@@ -42,16 +54,52 @@ def create_app(system) -> falcon.App:
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=json.dumps)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
+
     budget = WaitBudget(settings.max_streams)
-    app.add_route("/", RootResource())
-    app.add_route("/health", HealthResource(system))
-    app.add_route("/tasks", TaskCollection(system, budget))
-    app.add_route("/tasks/{task_id}", TaskItem(system, budget))
-    app.add_route("/tasks/{task_id}/result", TaskResultResource(system, budget))
-    app.add_route("/tasks/{task_id}/events", TaskEvents(system, budget))
-    app.add_route("/tasks/{task_id}/files", TaskFiles(system))
-    app.add_route("/tasks/{task_id}/files/{path:path}", TaskFile(system))
-    app.add_route("/admin/cleanup", CleanupResource(system))
+    limits = RequestLimits.from_settings(settings)
+    service = task_service(system, budget)
+    feed = EventFeed(system.store, budget, keepalive_s=settings.stream_keepalive_s,
+                     # A callback attempt not recorded by its due time plus its own
+                     # time limit and max_wait_s (the longest the API otherwise
+                     # holds a request) is taken as lost, and ends the stream.
+                     overdue_s=settings.callback_timeout_s + settings.max_wait_s)
     document = build_openapi(settings, secured=bool(token), providers=list(system.config.llm.providers))
+    app.add_route("/", RootResource(endpoints(document)))
+    app.add_route("/health", HealthResource(system.health))
+    app.add_route("/tasks", TaskCollection(service, limits))
+    app.add_route("/tasks/{task_id}", TaskItem(service, limits))
+    app.add_route("/tasks/{task_id}/result", TaskResultResource(service, limits))
+    app.add_route("/tasks/{task_id}/events", TaskEvents(feed))
+    app.add_route("/tasks/{task_id}/files", TaskFiles(service, limits))
+    app.add_route("/tasks/{task_id}/files/{path:path}", TaskFile(service))
+    app.add_route("/admin/cleanup", CleanupResource(service, limits))
     add_docs(app, document, API_NAME)
+    check_documented(app, document)
     return app
+
+
+def task_service(system: TaskSystem, budget: WaitBudget) -> TaskService:
+    settings = system.settings
+    rules = SubmitRules(
+        max_instruction_chars=settings.max_instruction_chars,
+        providers=tuple(system.config.llm.providers),
+        check_callback_url=lambda url: check_callback_url(url, system.callback_policy),
+    )
+    return TaskService(system.store, system.keys, system.pipeline, rules, budget, cleanup=system.cleanup,
+                       unavailable=(BrokerUnavailable,), cancel_wait_s=settings.cancel_wait_s)
+
+
+def check_documented(app: falcon.App, document: dict) -> None:
+    """Every route the app serves is in the OpenAPI document and the other
+    way round, read off the router (falcon.inspect), so they cannot drift.
+    The Swagger UI page's own files (under /docs/) are not API routes."""
+    served = {_openapi_path(route.path) for route in inspect_routes(app) if not route.path.startswith("/docs/")}
+    documented = set(document["paths"])
+    if served != documented:
+        raise RuntimeError(f"routes and OpenAPI paths differ: served only {sorted(served - documented)}, "
+                           f"documented only {sorted(documented - served)}")
+
+
+def _openapi_path(template: str) -> str:
+    """A Falcon route template (`{path:path}`) as an OpenAPI path (`{path}`)."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", template)

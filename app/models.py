@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Status = Literal["pending", "running", "completed", "error", "cancelled"]
+from storage import Status
 
 
 class TaskSubmission(BaseModel):

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from storage import STATUSES
+
 from .models import (
     CancelResponse, ErrorResponse, FileList, MessageResponse, SubmitResponse, TaskList, TaskResult, TaskStatus,
     TaskSubmission,
@@ -115,7 +117,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
             "post": _operation(
                 "Submit a task", {"200": {**_json({"oneOf": [_ref(SubmitResponse), _ref(TaskResult)]},
                                                   "The new task; with wait, its result when it finished in time"),
-                                          "links": _task_links("get_task", "get_task_result", "stream_events",
+                                          "links": _task_links("get_task_status", "get_task_result", "stream_events",
                                                                "list_files", "cancel_task")}},
                 errors=("400", "404", "413", "507") + changing + common, op_id="submit_task",
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
@@ -127,7 +129,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
                 "List tasks, newest first", {"200": _json(_ref(TaskList), "A page of tasks")},
                 errors=("400",) + common, op_id="list_tasks",
                 parameters=[
-                    _query("status", {"type": "string", "enum": ["pending", "running", "completed", "error", "cancelled"]}, "Only tasks in this status", empty_is_default=False),
+                    _query("status", {"type": "string", "enum": list(STATUSES)}, "Only tasks in this status", empty_is_default=False),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.list_max_limit}, f"Page size (default {settings.list_default_limit})"),
                     _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "Tasks to skip"),
                 ],
@@ -136,7 +138,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         "/tasks/{task_id}": {
             "parameters": [TASK_ID],
             "get": _operation("Task status", {"200": _json(_ref(TaskStatus), "The task")},
-                              errors=("400", "404") + common, parameters=[wait], op_id="get_task"),
+                              errors=("400", "404") + common, parameters=[wait], op_id="get_task_status"),
             "delete": _operation("Cancel a task", {"200": _json(_ref(CancelResponse), "Cancelled")},
                                  errors=("400", "404") + changing + common, op_id="cancel_task"),
         },
@@ -218,3 +220,14 @@ def _schemas(providers: list[str] | None) -> dict:
             if branch.get("type") == "string":
                 branch["enum"] = sorted(providers)
     return schemas
+
+
+def endpoints(document: dict) -> dict[str, str]:
+    """`GET /`'s listing, read off the document: operationId -> "METHOD /path"
+    for every operation but the listing itself."""
+    listed = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "operationId" in operation and operation["operationId"] != "info":
+                listed[operation["operationId"]] = f"{method.upper()} {path}"
+    return listed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import TypeVar
 
 import falcon
@@ -93,3 +94,41 @@ def _number_param(req: falcon.Request, name: str, default, kind: type, noun: str
     if not (low <= value <= high) or (kind is float and not math.isfinite(value)):
         raise falcon.HTTPBadRequest(description=f"query parameter {name} must be between {low:g} and {high:g}, got {raw}")
     return value
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """The settings that bound what a request may ask (see config/models.py)."""
+
+    max_body_bytes: int
+    max_wait_s: float
+    list_default_limit: int
+    list_max_limit: int
+    max_listed_files: int
+    max_age_hours: float  # the cleanup's default age
+
+    @classmethod
+    def from_settings(cls, settings) -> "RequestLimits":
+        return cls(settings.max_body_bytes, settings.max_wait_s, settings.list_default_limit,
+                   settings.list_max_limit, settings.max_listed_files, settings.max_age_hours)
+
+
+def wait_param(req: falcon.Request, max_wait_s: float) -> float:
+    """`?wait=SECONDS`, capped at `max_wait_s`; 0 when absent."""
+    return min(float_param(req, "wait", 0.0, low=0, high=math.inf), max_wait_s)
+
+
+#: The longest Idempotency-Key accepted.
+MAX_KEY_LENGTH = 255
+
+
+def idempotency_key(req: falcon.Request) -> str | None:
+    """The `Idempotency-Key` header: 1 to 255 printable ASCII characters, or None."""
+    key = req.get_header("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
+        raise falcon.HTTPBadRequest(
+            description=f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+        )
+    return key

@@ -8,15 +8,10 @@ API's other requests still find a free thread.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
-import falcon
-
 from storage import FINISHED, TaskStore
-
-from .requests import float_param
 
 #: How often a waiting request looks at the task again.
 POLL_S = 0.05
@@ -25,6 +20,10 @@ POLL_S = 0.05
 def server_threads(settings) -> int:
     """Threads the HTTP server needs: the API's own plus the waiting budget."""
     return settings.http_threads + settings.max_streams
+
+
+class TooBusy(Exception):
+    """Every slot of the waiting budget is taken (a 503: ask again later)."""
 
 
 class WaitBudget:
@@ -39,11 +38,6 @@ class WaitBudget:
 
     def give_back(self) -> None:
         self._slots.release()
-
-
-def wait_param(req: falcon.Request, max_wait_s: float) -> float:
-    """`?wait=SECONDS`, capped at `max_wait_s`; 0 when absent."""
-    return min(float_param(req, "wait", 0.0, low=0, high=math.inf), max_wait_s)
 
 
 def wait_until_finished(store: TaskStore, task_id: str, seconds: float, budget: WaitBudget) -> dict:

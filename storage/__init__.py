@@ -4,13 +4,14 @@ workspaces. It knows nothing of HTTP or Dramatiq (see store.py, changes.py,
 eventlog.py, index.py and layout.py for the design)."""
 
 from .errors import DamagedTask, InvalidTransition, StorageError, StorageFull, StorageReadOnly, TaskNotFound
-from .states import FINISHED, STATUSES, end_content
+from .states import FINISHED, STATUSES, Status, end_content
 from .store import TaskStore
 from .times import format_ts, utc_now_iso
 
 __all__ = [
     "FINISHED",
     "STATUSES",
+    "Status",
     "DamagedTask",
     "InvalidTransition",
     "StorageError",

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 
 from . import eventlog, files
 from .errors import InvalidTransition
-from .index import record_of
+from .journal import record_of
 from .states import ALLOWED, FINISHED, advance, end_content
 
 log = logging.getLogger("aipy.storage")

@@ -66,18 +66,12 @@ from typing import Callable, Iterable
 
 from . import files
 from .files import canonical_id
-from .journal import Snapshot, consume
+from .journal import Snapshot, consume, record_of
 from .table import IndexTable
 
 log = logging.getLogger("aipy.storage")
 
 INDEX_NAME = "index.jsonl"
-
-
-def record_of(state: dict) -> dict:
-    """The index record for a task state."""
-    return {"id": state["task_id"], "status": state["status"],
-            "created_at": state["created_at"], "completed_at": state.get("completed_at")}
 
 
 class TaskIndex:

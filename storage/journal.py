@@ -14,6 +14,12 @@ from .table import IndexTable
 _CHUNK = 1 << 20  # parse this many bytes of lines per json.loads call
 
 
+def record_of(state: dict) -> dict:
+    """The index record for a task state."""
+    return {"id": state["task_id"], "status": state["status"],
+            "created_at": state["created_at"], "completed_at": state.get("completed_at")}
+
+
 def _batches(data: bytes, end: int) -> Iterator[list]:
     """The JSON values on the lines of data[:end] (whole lines), in batches.
 

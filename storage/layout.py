@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
 from . import files
+from .errors import StorageError, storage_error
 from .files import canonical_id
 
 log = logging.getLogger("aipy.storage")
@@ -142,3 +144,26 @@ def move_workspaces(tasks_dir: Path, workspaces: Path) -> int:
             tighten(target, WORKSPACE_MODE)
             moved += 1
     return moved
+
+
+def check_writable(tasks_dir: Path, workspaces_dir: Path) -> None:
+    """Raise StorageError unless both folders exist, the data folder takes a
+    write and at least 1 MB is free (what /health reports)."""
+    try:
+        if not tasks_dir.is_dir():
+            raise StorageError(f"the data directory {tasks_dir} is missing; "
+                               "check AIPYTHON_DATA_DIR and that its volume is mounted")
+        if not workspaces_dir.is_dir():
+            raise StorageError(f"the workspaces folder {workspaces_dir} is missing; "
+                               "check that its volume is mounted")
+        fs = os.statvfs(tasks_dir)
+        if fs.f_bavail * fs.f_frsize < 1 << 20:
+            raise StorageError(f"no space left on device for {tasks_dir}; free disk space")
+        fd, name = tempfile.mkstemp(dir=tasks_dir, prefix=".check-")
+        try:
+            files.write_all(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        raise storage_error("write to the data directory", exc, tasks_dir) from exc

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-from .index import TaskIndex, record_of
+from .index import TaskIndex
+from .journal import record_of
 from .states import FINISHED, STATUSES, summary
 from .table import RANK
 from .times import format_ts, ts_key

@@ -8,9 +8,13 @@ start); nothing leaves a finished state.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from .errors import InvalidTransition
 
-STATUSES = ("pending", "running", "completed", "error", "cancelled")
+#: A task's status: the one place the five names are written.
+Status = Literal["pending", "running", "completed", "error", "cancelled"]
+STATUSES: tuple[str, ...] = get_args(Status)
 FINISHED = frozenset({"completed", "error", "cancelled"})
 ALLOWED = {
     "pending": frozenset({"running", "cancelled", "error"}),

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -42,7 +41,8 @@ from .changes import StatusChanges
 from .errors import DamagedTask, StorageError, TaskNotFound, storage_error
 from .files import canonical_id
 from .follow import EventCursor
-from .index import TaskIndex, record_of
+from .index import TaskIndex
+from .journal import record_of
 from .queries import IndexedQueries
 from .results import build_result
 from .states import new_state, state_problem
@@ -281,24 +281,7 @@ class TaskStore(IndexedQueries, StatusChanges):
 
     def check(self) -> None:
         """Health: the data folder exists, is writable and has space left."""
-        try:
-            if not self.tasks_dir.is_dir():
-                raise StorageError(f"the data directory {self.tasks_dir} is missing; "
-                                   "check AIPYTHON_DATA_DIR and that its volume is mounted")
-            if not self.workspaces_dir.is_dir():
-                raise StorageError(f"the workspaces folder {self.workspaces_dir} is missing; "
-                                   "check that its volume is mounted")
-            fs = os.statvfs(self.tasks_dir)
-            if fs.f_bavail * fs.f_frsize < 1 << 20:
-                raise StorageError(f"no space left on device for {self.tasks_dir}; free disk space")
-            fd, name = tempfile.mkstemp(dir=self.tasks_dir, prefix=".check-")
-            try:
-                files.write_all(fd, b"ok")
-            finally:
-                os.close(fd)
-                os.unlink(name)
-        except OSError as exc:
-            raise storage_error("write to the data directory", exc, self.tasks_dir) from exc
+        layout.check_writable(self.tasks_dir, self.workspaces_dir)
 
     def close(self) -> None:
         """Release the index file this process keeps open."""

@@ -13,31 +13,28 @@ import mimetypes
 
 import falcon
 
-from ..artifacts import ArtifactNotFound, download_name, list_artifacts, open_artifact
+from ..artifacts import download_name
 from ..models import FileList, shape
+from ..requests import RequestLimits
+from ..service import TaskService
 
 
 class TaskFiles:
-    def __init__(self, system):
-        self.store = system.store
-        self.settings = system.settings
+    def __init__(self, service: TaskService, limits: RequestLimits):
+        self.service = service
+        self.limits = limits
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        workspace = self.store.workspace(task_id)
-        listed, truncated = list_artifacts(workspace, self.settings.max_listed_files)
-        resp.media = shape(FileList, {"task_id": self.store.get(task_id)["task_id"], "files": listed, "truncated": truncated})
+        stored_id, listed, truncated = self.service.files(task_id, self.limits.max_listed_files)
+        resp.media = shape(FileList, {"task_id": stored_id, "files": listed, "truncated": truncated})
 
 
 class TaskFile:
-    def __init__(self, system):
-        self.store = system.store
+    def __init__(self, service: TaskService):
+        self.service = service
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str, path: str) -> None:
-        workspace = self.store.workspace(task_id)
-        try:
-            artifact = open_artifact(workspace, path)
-        except ArtifactNotFound as exc:
-            raise falcon.HTTPNotFound(description=f"Task {task_id} has no file {path!r}: {exc}") from None
+        artifact = self.service.open_file(task_id, path)
         resp.content_type = mimetypes.guess_type(artifact.name)[0] or "application/octet-stream"
         resp.downloadable_as = download_name(artifact.name)
         resp.content_length = artifact.size
