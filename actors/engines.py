@@ -9,8 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from agent import Engine, ExecLimits, Executor, Provider, make_provider, sandbox_for
-from agent.sandbox import Sandbox
+from agent import Engine, ExecLimits, Executor, Provider, Sandbox, make_provider, sandbox_for
 from config import AppConfig
 from config.models import EngineSettings
 

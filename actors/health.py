@@ -6,7 +6,7 @@ from __future__ import annotations
 import dramatiq
 import redis
 
-from agent.sandbox import SandboxUnavailable
+from agent import SandboxUnavailable
 from storage import StorageError, TaskStore
 
 from .broker import is_embedded, ping

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from storage import TaskStore
-from storage.idempotency import IdempotencyKeys
+from storage import IdempotencyKeys, TaskStore
 
 log = logging.getLogger("aipy.cleanup")
 

@@ -43,18 +43,24 @@ class Pipeline:
                  callback_options: dict):
         self.broker = broker
         self.store = store
+        self._cleanup = cleanup
         self.run_task = dramatiq.Actor(
             run_task, broker=broker, actor_name="run_task", queue_name=TASK_QUEUE,
             priority=0, options={"max_retries": 0},
         )
         self.cleanup = dramatiq.Actor(
-            cleanup, broker=broker, actor_name="cleanup", queue_name=MAINTENANCE_QUEUE,
+            self._run_cleanup, broker=broker, actor_name="cleanup", queue_name=MAINTENANCE_QUEUE,
             priority=10, options={"max_retries": 0},
         )
         self.deliver_callback = dramatiq.Actor(
             deliver_callback, broker=broker, actor_name="deliver_callback", queue_name=CALLBACK_QUEUE,
             priority=5, options=callback_options,
         )
+
+    def _run_cleanup(self, max_age_hours: float | None = None) -> None:
+        # An actor returns nothing (Dramatiq warns of a discarded result);
+        # how many tasks went is in the cleanup's own log line.
+        self._cleanup(max_age_hours)
 
     def submit(self, task_id: str) -> None:
         """Queue a stored task to run. Raises BrokerUnavailable."""

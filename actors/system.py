@@ -16,10 +16,9 @@ import logging
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from agent.sandbox import protect_from_children
+from agent import protect_from_children
 from config import AppConfig
-from storage import TaskStore
-from storage.idempotency import IdempotencyKeys
+from storage import IdempotencyKeys, TaskStore
 
 from .broker import is_embedded, make_broker
 from .callbacks import CallbackPolicy, CallbackSender

@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 
-from agent.sandbox import SandboxUnavailable
+from agent import SandboxUnavailable
 
 from .entry import system_from_config
 

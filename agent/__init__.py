@@ -6,6 +6,7 @@ from .exec_result import ExecResult
 from .executor import Executor, sandbox_for
 from .limits import ExecLimits
 from .providers import LLMError, Provider, make_provider
+from .sandbox import Sandbox, SandboxUnavailable, protect_from_children
 from config.models import EngineSettings, LLMSettings, ProviderSettings
 
 EVENT_TYPES = ("task_start", "llm_response", "exec_start", "exec_result", "error", "task_end")
@@ -24,6 +25,9 @@ __all__ = [
     "Outcome",
     "Provider",
     "ProviderSettings",
+    "Sandbox",
+    "SandboxUnavailable",
     "make_provider",
+    "protect_from_children",
     "sandbox_for",
 ]

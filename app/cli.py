@@ -14,9 +14,8 @@ import os
 import signal
 import sys
 
-from actors.logs import setup_logging
-from actors.system import TaskSystem
-from agent.sandbox import SandboxUnavailable
+from actors import TaskSystem, setup_logging
+from agent import SandboxUnavailable
 from config import ConfigError, load_config
 
 from .factory import create_app

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
-from storage import FINISHED, StorageError, TaskNotFound, TaskStore
-from storage.results import callback_state
+from storage import FINISHED, StorageError, TaskNotFound, TaskStore, callback_state
 
 from .waiting import POLL_S, TooBusy, WaitBudget
 

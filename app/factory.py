@@ -13,9 +13,7 @@ import re
 import falcon
 from falcon.inspect import inspect_routes
 
-from actors.callbacks import check_callback_url
-from actors.pipeline import BrokerUnavailable
-from actors.system import TaskSystem
+from actors import BrokerUnavailable, TaskSystem, check_callback_url
 
 from . import errors
 from .auth import BearerAuth

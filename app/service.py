@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from storage import FINISHED, InvalidTransition, StorageError, StorageFull, TaskNotFound, TaskStore
-from storage.idempotency import IdempotencyKeys
+from storage import (FINISHED, IdempotencyKeys, InvalidTransition, StorageError, StorageFull, TaskNotFound,
+                     TaskStore)
 
 from .artifacts import Artifact, ArtifactNotFound, list_artifacts, open_artifact
 from .waiting import WaitBudget, wait_until_finished

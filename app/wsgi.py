@@ -9,8 +9,7 @@ the `worker` processes run them. Without it there would be no one to run the
 tasks, so the embedded workers and the cleanup schedule start here too.
 """
 
-from actors.logs import setup_logging
-from actors.system import TaskSystem
+from actors import TaskSystem, setup_logging
 from config import load_config
 
 from .factory import create_app

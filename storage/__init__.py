@@ -5,6 +5,8 @@ eventlog.py, index.py and layout.py for the design)."""
 
 from .errors import DamagedTask, InvalidTransition, StorageError, StorageFull, StorageReadOnly, TaskNotFound
 from .states import FINISHED, STATUSES, Status, end_content
+from .idempotency import IdempotencyKeys
+from .results import callback_state
 from .store import TaskStore
 from .times import format_ts, utc_now_iso
 
@@ -13,12 +15,14 @@ __all__ = [
     "STATUSES",
     "Status",
     "DamagedTask",
+    "IdempotencyKeys",
     "InvalidTransition",
     "StorageError",
     "StorageFull",
     "StorageReadOnly",
     "TaskNotFound",
     "TaskStore",
+    "callback_state",
     "end_content",
     "format_ts",
     "utc_now_iso",
