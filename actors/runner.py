@@ -28,6 +28,7 @@ from storage import (
 )
 
 from .engines import EngineFactory
+from .followup import history_for
 from .pending_ends import EndRetry, Handover, PendingEnds, try_end
 
 log = logging.getLogger("aipy.runner")
@@ -102,7 +103,7 @@ class TaskRunner:
             log.error("Task %s could not start: %s", task_id, exc)
             return self._end(task_id, f"could not start: {exc}")
         log.info("Task %s started", task_id)
-        return self._drive(task_id, state["instruction"], engine)
+        return self._drive(task_id, state, engine)
 
     def _running_again(self, task_id: str, state: dict, message_id: str | None) -> bool:
         """A message for a task that is running: the one that started it,
@@ -120,7 +121,7 @@ class TaskRunner:
         log.warning("Task %s was running on a worker that stopped", task_id)
         return self._end(task_id, INTERRUPTED_WORKER_DIED)
 
-    def _drive(self, task_id: str, instruction: str, engine) -> bool:
+    def _drive(self, task_id: str, state: dict, engine) -> bool:
         """Run the engine and record how the task ended. True when the end
         is recorded now; False when storage refused it (`PendingEnds`
         records it later and tells `on_finished`) or someone else ended it."""
@@ -132,7 +133,10 @@ class TaskRunner:
             return self.store.is_cancel_requested(task_id)
 
         try:
-            outcome = engine.run(instruction, self.store.workspace(task_id), sink.emit, cancelled=probe, task_id=task_id)
+            settings = engine.settings
+            history = history_for(self.store, state, settings.followup_context_chars, settings.lang)
+            outcome = engine.run(state["instruction"], self.store.workspace(task_id), sink.emit, cancelled=probe,
+                                 task_id=task_id, history=history, given_files=state.get("files") or ())
         except Exception as exc:
             if sink.failure is not None:
                 log.error("Task %s stopped: its log could not be written: %s", task_id, sink.failure)

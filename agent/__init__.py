@@ -1,6 +1,7 @@
 """The AI engine: LLM providers, the code-block protocol, the sandboxed
 executor and the round loop. It knows nothing of HTTP, queues or files."""
 
+from .context import History, fit, task_turns
 from .engine import Engine, EventSink, CancelProbe, Outcome
 from .exec_result import ExecResult
 from .executor import Executor, sandbox_for
@@ -20,6 +21,7 @@ __all__ = [
     "ExecLimits",
     "ExecResult",
     "Executor",
+    "History",
     "LLMError",
     "LLMSettings",
     "Outcome",
@@ -27,7 +29,9 @@ __all__ = [
     "ProviderSettings",
     "Sandbox",
     "SandboxUnavailable",
+    "fit",
     "make_provider",
     "protect_from_children",
     "sandbox_for",
+    "task_turns",
 ]

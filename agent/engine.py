@@ -25,11 +25,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .exec_result import ExecResult
 from .exec_session import ExecSession
+from .context import History
 from .executor import Executor
+from .given_files import with_files_note
 from .limits import ExecLimits
 from .prompt import render_result, render_round_results, system_prompt
 from .protocol import CodeRequest, extract_blocks
@@ -95,8 +97,19 @@ class Engine:
         *,
         cancelled: CancelProbe = never_cancelled,
         task_id: str | None = None,
+        history: History | None = None,
+        given_files: Sequence[dict] = (),
     ) -> Outcome:
+        """Run one task. `history`: the conversation it continues (a
+        follow-up's earlier turns, see context.py); `given_files`: the files
+        handed in with it (`{"path", "size"}`), which its first message names."""
         run = _Run(self, instruction, Path(workspace), emit, cancelled)
+        first = with_files_note(instruction, given_files, self.settings.lang)
+        if history is not None and history.turns:
+            first = f"{history.note(self.settings.lang)}\n\n{first}"
+            run.turns = [*history.turns, Turn("user", first)]
+        else:
+            run.turns = [Turn("user", first)]
         emit("task_start", {"instruction": instruction, "task_id": task_id})
         try:
             # The session holds the task's sandbox identity for all its

@@ -11,7 +11,7 @@ import falcon
 
 from storage import StorageError, TaskNotFound
 
-from .service import FileNotInWorkspace, InvalidRequest, NotStored
+from .service import FileNotInWorkspace, InvalidRequest, NotStored, PreviousTaskMissing, PreviousTaskUnfinished
 from .waiting import TooBusy
 
 log = logging.getLogger("aipy.http")
@@ -51,6 +51,14 @@ def no_such_file(req, resp, exc: FileNotInWorkspace, params) -> None:
     raise falcon.HTTPNotFound(description=str(exc))
 
 
+def previous_missing(req, resp, exc: PreviousTaskMissing, params) -> None:
+    raise falcon.HTTPNotFound(description=str(exc))
+
+
+def previous_unfinished(req, resp, exc: PreviousTaskUnfinished, params) -> None:
+    raise falcon.HTTPConflict(description=str(exc))
+
+
 def too_busy(req, resp, exc: TooBusy, params) -> None:
     raise falcon.HTTPServiceUnavailable(description=str(exc))
 
@@ -72,3 +80,5 @@ def install(app: falcon.App) -> None:
     app.add_error_handler(NotStored, not_stored)
     app.add_error_handler(FileNotInWorkspace, no_such_file)
     app.add_error_handler(TooBusy, too_busy)
+    app.add_error_handler(PreviousTaskMissing, previous_missing)
+    app.add_error_handler(PreviousTaskUnfinished, previous_unfinished)

@@ -14,6 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import Status
 
 
+class FileUpload(BaseModel):
+    """One file handed in with a task, as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, description="Where in the workspace (sub-folders allowed, no '..').")
+    content_base64: str = Field(description="The file's bytes, base64-encoded.")
+
+
 class TaskSubmission(BaseModel):
     """POST /tasks. `llm`, `role`, `max_rounds` and `timeout_s` override the
     service's settings for this task only."""
@@ -34,6 +43,15 @@ class TaskSubmission(BaseModel):
         json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
         description="When the task finishes, its result JSON is POSTed here (e.g. n8n's $execution.resumeUrl): "
                     "an http or https URL whose host callback_allowed_hosts allows (by default: public hosts only).",
+    )
+
+    previous_task_id: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="Continue a finished task: this task starts with its conversation and a copy of its files.",
+    )
+    files: list[FileUpload] | None = Field(
+        None, description="Files saved in the task's workspace before it starts (JSON clients; "
+                          "multipart/form-data requests send file parts instead).",
     )
 
     def options(self) -> dict[str, Any]:
@@ -57,6 +75,9 @@ class TaskSummary(BaseModel):
 
 class TaskStatus(TaskSummary):
     error: str | None
+    # Shown only for a follow-up, so every other task keeps the spec's shape.
+    previous_task_id: str | None = Field(None, exclude_if=lambda value: value is None,
+                                         description="The task this one continues (follow-ups only).")
 
 
 class CallbackSummary(BaseModel):

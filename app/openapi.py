@@ -30,8 +30,10 @@ ERRORS = {
     "401": "Missing or wrong API token",
     "403": "Refused: a request a web page made (an Origin not in cors_origins on POST and DELETE; with no API "
            "token, a Host that is neither loopback nor in allowed_hosts), or a connection from sandboxed task code",
-    "404": "No such task, file or route (a submit that waited: its task was removed by a cleanup meanwhile)",
+    "404": "No such task, file or route (a submit that waited: its task was removed by a cleanup meanwhile; "
+           "a follow-up of a task that does not exist)",
     "405": "Method not allowed on this path",
+    "409": "A follow-up (previous_task_id) of a task that has not finished",
     "413": "Request body over max_body_bytes",
     "415": "Body not sent as application/json (a POST or DELETE may also have no body)",
     "503": "Task queue or storage unavailable (or a damaged task file), or too many open streams",
@@ -119,7 +121,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
                                                   "The new task; with wait, its result when it finished in time"),
                                           "links": _task_links("get_task_status", "get_task_result", "stream_events",
                                                                "list_files", "cancel_task")}},
-                errors=("400", "404", "413", "507") + changing + common, op_id="submit_task",
+                errors=("400", "404", "409", "413", "507") + changing + common, op_id="submit_task",
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
                                    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
                                    "description": "A repeated key returns the first task instead of starting another."}],

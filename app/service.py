@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from storage import (FINISHED, IdempotencyKeys, InvalidTransition, StorageError, StorageFull, TaskNotFound,
                      TaskStore)
@@ -47,6 +47,23 @@ class NotStored(Exception):
     def __init__(self, detail: str, *, full: bool = False):
         super().__init__(detail)
         self.full = full
+
+
+class PreviousTaskMissing(LookupError):
+    """A follow-up names a task that does not exist (a 404)."""
+
+
+class PreviousTaskUnfinished(Exception):
+    """A follow-up names a task that has not finished (a 409)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file handed in with a task: its path in the workspace (checked by
+    app/uploads.py) and its bytes."""
+
+    path: str
+    data: bytes
 
 
 class FileNotInWorkspace(LookupError):
@@ -89,14 +106,26 @@ class TaskService:
     # -- submit ----------------------------------------------------------
 
     def submit(self, instruction: str, metadata: dict, options: dict, *, callback_url: str | None = None,
-               key: str | None = None, wait_s: float = 0.0) -> Submitted:
+               key: str | None = None, wait_s: float = 0.0, previous_task_id: str | None = None,
+               uploads: Sequence[Upload] = ()) -> Submitted:
         """Store a new task and queue it, all or nothing. With `key`, a
         repeated submission returns the first task holding it. With
-        `wait_s`, wait up to that long for the task to finish."""
+        `previous_task_id`, the task continues that finished task (its
+        conversation and a copy of its files). `uploads` are saved in its
+        workspace before it can start. With `wait_s`, wait up to that long
+        for the task to finish."""
         self._check(instruction, options, callback_url)
-        extra = {"callback_url": callback_url} if callback_url else None
+        previous = self._previous(previous_task_id) if previous_task_id is not None else None
+        extra = {}
+        if callback_url:
+            extra["callback_url"] = callback_url
+        if previous is not None:
+            extra["previous_task_id"] = previous
+        if uploads:
+            extra["files"] = [{"path": upload.path, "size": len(upload.data)} for upload in uploads]
         try:
-            task_id, first = self._store(instruction, metadata, options, extra, key)
+            task_id, first = self._store(instruction, metadata, options, extra or None, key,
+                                         previous=previous, uploads=uploads)
         except StorageError as exc:
             log.error("Task not stored: %s", exc)
             if isinstance(exc, StorageFull):  # 507: trying again helps only once space is freed
@@ -134,14 +163,18 @@ class TaskService:
                 raise InvalidRequest(problem)
 
     def _store(self, instruction: str, metadata: dict, options: dict, extra: dict | None,
-               key: str | None) -> tuple[str, dict | None]:
-        """Store the new task and give it `key`: (its id, None), or (its id,
-        the first task holding the key, the new one being gone again). A
-        StorageError leaves no task and no key behind."""
+               key: str | None, *, previous: str | None, uploads: Sequence[Upload]) -> tuple[str, dict | None]:
+        """Store the new task, fill its workspace and give it `key`: (its id,
+        None), or (its id, the first task holding the key, the new one being
+        gone again). A StorageError leaves no task and no key behind."""
         task_id = self.store.create(instruction, metadata, options, extra=extra)["task_id"]
-        if key is None:
-            return task_id, None
         try:
+            if previous is not None:
+                self.store.copy_workspace(previous, task_id)
+            if uploads:
+                self.store.put_files(task_id, [(upload.path, upload.data) for upload in uploads])
+            if key is None:
+                return task_id, None
             return task_id, self._first_with_key(key, task_id)
         except StorageError:
             try:
@@ -149,6 +182,18 @@ class TaskService:
             except StorageError as exc:
                 log.error("Task %s was not removed after its submit failed: %s", task_id, exc)
             raise
+
+    def _previous(self, task_id: str) -> str:
+        """The id of the finished task a follow-up continues; PreviousTaskMissing
+        (404) or PreviousTaskUnfinished (409) when it cannot be continued."""
+        try:
+            state = self.store.get(task_id)
+        except TaskNotFound:
+            raise PreviousTaskMissing(f"previous_task_id: Task {task_id} not found") from None
+        if state["status"] not in FINISHED:
+            raise PreviousTaskUnfinished(f"previous_task_id: Task {state['task_id']} is {state['status']}; "
+                                         "a follow-up can continue only a finished task (wait for it, or cancel it)")
+        return state["task_id"]
 
     def _first_with_key(self, key: str, task_id: str) -> dict | None:
         """The live task that holds `key` (this new one then goes), or None

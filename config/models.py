@@ -39,6 +39,9 @@ class EngineSettings(BaseModel):
     llm_retries: int = Field(3, ge=0, le=20)
     llm_backoff_s: float = Field(1.0, ge=0)
     cancel_poll_s: float = Field(0.1, gt=0, le=0.2)
+    #: How much of the conversation a follow-up task (previous_task_id)
+    #: carries over, in characters: past it the oldest results are cut first.
+    followup_context_chars: int = Field(100_000, ge=1000)
     lang: Literal["en", "zh"] = "en"
     #: Which sandbox runs the blocks (see agent/sandbox): "auto" picks the
     #: strongest tier that passes a start-up self-test running a real block;

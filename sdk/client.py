@@ -60,12 +60,21 @@ class AgentClient:
 
     def submit_task(self, instruction: str, metadata: dict[str, Any] | None = None, *, llm: str | None = None,
                     role: str | None = None, max_rounds: int | None = None, timeout_s: float | None = None,
-                    callback_url: str | None = None, idempotency_key: str | None = None) -> Submission:
+                    callback_url: str | None = None, idempotency_key: str | None = None,
+                    previous_task_id: str | None = None) -> Submission:
         """Submit a task; it runs in the background. With `idempotency_key`,
         submitting again with the same key returns the first task instead."""
-        options = dict(llm=llm, role=role, max_rounds=max_rounds, timeout_s=timeout_s, callback_url=callback_url)
+        options = dict(llm=llm, role=role, max_rounds=max_rounds, timeout_s=timeout_s, callback_url=callback_url,
+                       previous_task_id=previous_task_id)
         body, headers = common.submission(instruction, metadata, options, idempotency_key)
         return Submission.from_json(self._request("POST", "/tasks", json=body, headers=headers))
+
+    def follow_up(self, task_id: str, instruction: str, metadata: dict[str, Any] | None = None,
+                  **options: Any) -> Submission:
+        """Submit a task that continues the finished task `task_id`: it
+        starts with that task's conversation and a copy of its files.
+        `options` are those of `submit_task`."""
+        return self.submit_task(instruction, metadata, previous_task_id=task_id, **options)
 
     def get_task(self, task_id: str) -> Task:
         return Task.from_json(self._request("GET", common.task_path(task_id)))

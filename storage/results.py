@@ -45,11 +45,17 @@ def build_result(state: dict, events: list[dict]) -> dict:
         "results": results,
         "errors": errors,
         "metadata": {**(state.get("metadata") or {}), "instruction": state.get("instruction"),
-                     **run_context(state)},
+                     **run_context(state), **_lineage(state)},
         "answer": answer,
         "callback": callback_summary(state.get("callback_url"), last_callback, attempts),
     }
     return body
+
+
+def _lineage(state: dict) -> dict:
+    """The task a follow-up continues, for its result's metadata."""
+    previous = state.get("previous_task_id")
+    return {"previous_task_id": previous} if previous else {}
 
 
 #: Run bookkeeping kept in a task's context that callers have no use for.

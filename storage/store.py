@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import eventlog, files, layout
+from . import eventlog, files, layout, workspace_copy
 from .changes import StatusChanges
 from .errors import DamagedTask, StorageError, TaskNotFound, storage_error
 from .files import canonical_id
@@ -210,6 +210,15 @@ class TaskStore(IndexedQueries, StatusChanges):
         if not path.is_dir() or not (folder / "task.json").is_file():
             raise TaskNotFound(task_id)
         return path
+
+    def copy_workspace(self, source_id: object, target_id: object) -> int:
+        """Copy a task's files into another's fresh workspace (a follow-up,
+        see workspace_copy.py); how many files were copied."""
+        source, target = self.workspace(source_id), self.workspace(target_id)
+        try:
+            return workspace_copy.copy_tree(str(source), str(target))
+        except OSError as exc:
+            raise storage_error("copy the previous task's files", exc, target) from exc
 
     def events_path(self, task_id: object) -> Path:
         canonical, folder = self._folder(task_id)

@@ -115,6 +115,21 @@ class Session:
         # its workspace made again, where no cleanup would find it.
         self.workspace.mkdir(exist_ok=True)
         self.give(self.workspace)
+        self._give_contents()
+
+    def _give_contents(self) -> None:
+        """Files the service put in the workspace before the first block
+        (uploads, a previous task's files) become the task uid's too, so its
+        code can change them. Links are changed, never followed: before the
+        first block only the service has written here."""
+        if self.uid is None:
+            return
+        own = os.geteuid()
+        for folder, dirs, files in os.walk(self.workspace):
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                if os.lstat(path).st_uid == own:
+                    os.lchown(path, self.uid, self.uid)
 
     def end_block(self) -> None:
         """Kill whatever the block left behind, escaped process groups too."""

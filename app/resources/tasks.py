@@ -27,7 +27,8 @@ class TaskCollection:
         key = idempotency_key(req)
         wait = wait_param(req, self.limits.max_wait_s)
         done = self.service.submit(body.instruction, body.metadata, body.options(),
-                                   callback_url=body.callback_url, key=key, wait_s=wait)
+                                   callback_url=body.callback_url, key=key, wait_s=wait,
+                                   previous_task_id=body.previous_task_id)
         if done.result is not None:
             resp.media = shape(TaskResult, done.result)
             return
