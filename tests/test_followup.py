@@ -163,3 +163,23 @@ def test_the_carried_conversation_alternates_user_and_model_turns(server, fake_l
     assert roles[0] == "user" and roles[-1] == "user"
     assert all(a != b for a, b in zip(roles, roles[1:])), roles
     assert "max_rounds=1" in conversation(fake_llm.requests[-1])  # told how the earlier task ended
+
+
+def test_only_regular_files_and_folders_are_carried_over_never_what_a_link_points_at(server, fake_llm):
+    plant = ("import os\n"
+             "open('ok.txt', 'w').write('fine')\n"
+             "os.makedirs('sub'); open('sub/inner.txt', 'w').write('deep')\n"
+             "os.symlink('/etc/passwd', 'passwd-link')\n"
+             "os.symlink('/etc', 'etc-link')\n"
+             "os.mkfifo('pipe')\n"
+             "open('twice.txt', 'w').write('x'); os.link('twice.txt', 'twice-again.txt')\n")
+    fake_llm.script(Reply("Planting.", blocks=[Block("python", plant)]), Reply("Done."))
+    first = server.submit("plant things")
+    assert server.wait_for(first)["status"] == "completed"
+    fake_llm.script(Reply("Listing.", blocks=[Block("python", "import os\nprint(sorted(os.listdir('.')))")]),
+                    Reply("Listed."))
+    second = follow_up(server, first, "what is here?").json()["task_id"]
+    assert server.wait_for(second)["status"] == "completed"
+    listed = requests.get(f"{server.url}/tasks/{second}/result", timeout=10).json()["output"]["results"][0]
+    assert listed["result"]["stdout"].strip() == "['ok.txt', 'sub']"
+    assert requests.get(f"{server.url}/tasks/{second}/files/sub/inner.txt", timeout=10).content == b"deep"
