@@ -39,7 +39,9 @@ def create_app(system: TaskSystem) -> falcon.App:
     token = settings.api_token.get_secret_value() if settings.api_token else None
     # First, so nothing else runs for a request a foreign page made; Host is
     # left unchecked when a token is set (a rebinding page cannot know it).
-    middleware: list = [RequestOriginGuard(settings.cors_origins, None if token else settings.allowed_hosts)]
+    # POST /tasks also takes multipart/form-data (files: see uploads.py).
+    middleware: list = [RequestOriginGuard(settings.cors_origins, None if token else settings.allowed_hosts,
+                                            form_routes=frozenset({("POST", "/tasks")}))]
     if settings.cors_origins:
         origins = "*" if settings.cors_origins == ["*"] else settings.cors_origins
         middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=["Content-Disposition"]))

@@ -3,8 +3,10 @@
 
 Its settings (`settings.json` or AIPYTHON_<NAME>):
 - threads: `http_threads + max_streams` (see waiting.py);
-- max_request_body_size: `max_body_bytes`, so waitress does not buffer up to
-  its own 1 GB before the app could refuse a body;
+- max_request_body_size: `max_body_bytes + max_upload_bytes` (a multipart
+  submit's files may pass max_body_bytes; the app refuses a JSON body over
+  max_body_bytes once read), so waitress does not buffer up to its own 1 GB
+  before the app could refuse a body;
 - connection_limit: `http_connection_limit` (default 1000). At the limit
   waitress stops accepting, so its own default of 100 let 100 idle clients
   take the API down;
@@ -53,7 +55,7 @@ def build_server(app, settings, *, host: str, port: int, refused_uids: range | N
     timeout = settings.http_channel_timeout_s
     options = dict(
         host=host, port=port, threads=server_threads(settings), ident="aipy-agent",
-        max_request_body_size=settings.max_body_bytes,
+        max_request_body_size=settings.max_request_bytes,
         connection_limit=settings.http_connection_limit,
         channel_timeout=timeout,
         # waitress closes idle connections only when it looks, every
@@ -135,7 +137,7 @@ class JsonErrorTask(ErrorTask):
         error = self.request.error
         if error.code == 413:
             limit = self.channel.server.adj.max_request_body_size
-            detail = f"request body exceeds the limit of {limit} bytes (max_body_bytes)"
+            detail = f"request body exceeds the limit of {limit} bytes (max_body_bytes + max_upload_bytes)"
         else:
             detail = f"{error.reason}: {error.body}"
         body = json.dumps({"detail": detail}).encode()

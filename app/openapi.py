@@ -18,6 +18,7 @@ from .models import (
     CancelResponse, ErrorResponse, FileList, MessageResponse, SubmitResponse, TaskList, TaskResult, TaskStatus,
     TaskSubmission,
 )
+from .uploads import BASE64_PATTERN, MAX_PATH_BYTES, PATH_PATTERN, TASK_PART
 from .version import API_NAME, VERSION
 
 MODELS: list[type[BaseModel]] = [
@@ -34,8 +35,10 @@ ERRORS = {
            "a follow-up of a task that does not exist)",
     "405": "Method not allowed on this path",
     "409": "A follow-up (previous_task_id) of a task that has not finished",
-    "413": "Request body over max_body_bytes",
-    "415": "Body not sent as application/json (a POST or DELETE may also have no body)",
+    "413": "Request body over max_body_bytes; files over max_upload_bytes in all, or more than max_upload_files "
+           "(the detail names the file)",
+    "415": "Body not sent as application/json (a POST or DELETE may also have no body; POST /tasks also takes "
+           "multipart/form-data)",
     "503": "Task queue or storage unavailable (or a damaged task file), or too many open streams",
     "507": "No space left on the device holding the data folder (ENOSPC, EDQUOT); nothing was stored",
     "500": "Internal error (details in the server log)",
@@ -48,6 +51,9 @@ SSE_EVENT = {"type": "object", "required": ["id", "event", "data"], "properties"
     "event": {"type": "string", "description": "The event's type (task_start, ..., task_end, callback)"},
     "data": {"type": "string", "contentMediaType": "application/json", "description": "The event's JSON line"},
 }}
+
+#: The component that describes a multipart submit's `task` part.
+TASK_PART_SCHEMA = "TaskPart"
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
@@ -93,6 +99,24 @@ def _operation(summary: str, responses: dict, *, errors: tuple[str, ...], parame
     return operation
 
 
+def _form(settings) -> dict:
+    """POST /tasks as multipart/form-data: the task part and a file, which
+    Swagger UI (/docs) shows as a JSON box and a file chooser."""
+    task = {"$ref": f"#/components/schemas/{TASK_PART_SCHEMA}",
+            "example": {"instruction": "Count the rows of data.csv", "metadata": {}},
+            "description": "The task: the JSON body of a JSON submit, without files. (Or send its fields as "
+                           "form fields instead: instruction, metadata as JSON text, llm, ...)"}
+    file = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
+            "description": "A file, saved in the task's folder under its file name (sub-folders allowed: "
+                           "'in/data.csv'). Send more files as more parts, under any part name."}
+    return {"schema": {
+        "type": "object", "required": [TASK_PART], "additionalProperties": False,
+        "properties": {TASK_PART: task, "file": file},
+        "description": f"A task with files: at most {settings.max_upload_files} files of "
+                       f"{settings.max_upload_bytes} bytes in all (max_upload_files, max_upload_bytes).",
+    }, "encoding": {TASK_PART: {"contentType": "application/json"}}}
+
+
 def build_openapi(settings, *, secured: bool, providers: list[str] | None = None) -> dict:
     """The document for a server with these settings; `secured` adds the
     bearer scheme (and 401s) when an API token is configured; `providers`
@@ -125,7 +149,8 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
                                    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
                                    "description": "A repeated key returns the first task instead of starting another."}],
-                body={"required": True, "content": {"application/json": {"schema": _ref(TaskSubmission)}}},
+                body={"required": True, "content": {"application/json": {"schema": _ref(TaskSubmission)},
+                                                    "multipart/form-data": _form(settings)}},
             ),
             "get": _operation(
                 "List tasks, newest first", {"200": _json(_ref(TaskList), "A page of tasks")},
@@ -202,7 +227,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         "info": {"title": API_NAME, "version": VERSION,
                  "description": "Submit natural-language tasks; an AI agent writes and runs code for each one."},
         "paths": paths,
-        "components": {"schemas": _schemas(providers)},
+        "components": {"schemas": _schemas(providers, settings.max_upload_files)},
     }
     if secured:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -210,18 +235,35 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
     return document
 
 
-def _schemas(providers: list[str] | None) -> dict:
+def _schemas(providers: list[str] | None, max_files: int) -> dict:
     schemas: dict[str, Any] = {}
     for model in MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    # The rules app/uploads.py checks with its own messages, written out so
+    # that checkers generate names and contents it takes.
+    upload = schemas["FileUpload"]["properties"]
+    upload["path"].update(pattern=PATH_PATTERN, maxLength=MAX_PATH_BYTES)
+    upload["content_base64"]["pattern"] = BASE64_PATTERN
+    for branch in schemas["TaskSubmission"]["properties"]["files"].get("anyOf", []):
+        if branch.get("type") == "array":  # paths must differ too, which no schema can say
+            branch.update(maxItems=max_files, uniqueItems=True)
     if providers:
         llm = schemas["TaskSubmission"]["properties"]["llm"]
         for branch in llm.get("anyOf", [llm]):
             if branch.get("type") == "string":
                 branch["enum"] = sorted(providers)
+    schemas[TASK_PART_SCHEMA] = _task_part(schemas["TaskSubmission"])
     return schemas
+
+
+def _task_part(submission: dict) -> dict:
+    """The `task` part of a multipart submit: the JSON body without `files`
+    (a multipart submit sends its files as parts)."""
+    properties = {name: value for name, value in submission["properties"].items() if name != "files"}
+    return {**submission, "title": TASK_PART_SCHEMA, "properties": properties,
+            "description": "The task part of a multipart/form-data submit: TaskSubmission without files."}
 
 
 def endpoints(document: dict) -> dict[str, str]:

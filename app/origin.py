@@ -46,9 +46,16 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 class RequestOriginGuard:
     """`cors_origins`: origins allowed to make state-changing requests besides
     the server's own (``["*"]``: any). `allowed_hosts`: Host names served
-    besides loopback ones, or None to serve any Host (an API token is set)."""
+    besides loopback ones, or None to serve any Host (an API token is set).
+    `form_routes`: the (method, path) pairs that also take a
+    multipart/form-data body (default none). A form is a body a page may
+    send without asking first, so only routes that need one take it, after
+    the same Host and Origin checks (a foreign page's form carries its
+    Origin and is refused)."""
 
-    def __init__(self, cors_origins: list[str], allowed_hosts: list[str] | None):
+    def __init__(self, cors_origins: list[str], allowed_hosts: list[str] | None,
+                 form_routes: frozenset[tuple[str, str]] = frozenset()):
+        self.form_routes = form_routes
         self.any_origin = "*" in cors_origins
         self.origins = {normalize_origin(origin) for origin in cors_origins if origin != "*"}
         self.check_host = allowed_hosts is not None and "*" not in allowed_hosts
@@ -100,9 +107,12 @@ class RequestOriginGuard:
         if is_json_type(req.content_type):
             return
         declared = (req.content_type or "").split(";")[0].strip()
+        takes_forms = (req.method, req.path) in self.form_routes
+        if takes_forms and declared.lower() == "multipart/form-data":
+            return
         raise falcon.HTTPUnsupportedMediaType(description=(
             f"send a JSON body with the header Content-Type: application/json, or no body at all "
-            f"(got {declared or 'none'!r})"))
+            f"(got {declared or 'none'!r})" + ("; with files, send multipart/form-data" if takes_forms else "")))
 
 
 def is_json_type(content_type: str | None) -> bool:

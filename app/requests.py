@@ -28,29 +28,37 @@ def json_body(req: falcon.Request, model: type[M], max_bytes: int) -> M:
     raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise falcon.HTTPContentTooLarge(description=f"request body exceeds the limit of {max_bytes} bytes (max_body_bytes)")
-    data = parse_json(raw)
+    return validated(parse_json(raw), model, "request body")
+
+
+def validated(data: object, model: type[M], what: str, *, strict: bool = False) -> M:
+    """`data` (parsed JSON) as `model`: 400 for anything but an object
+    (`what` names it in the detail), or naming every field that is wrong.
+    `strict` (default False) takes no value of another type (`true` as a
+    number, say)."""
     if not isinstance(data, dict):
-        raise falcon.HTTPBadRequest(description=f"request body must be a JSON object, not {type(data).__name__}")
+        raise falcon.HTTPBadRequest(description=f"{what} must be a JSON object, not {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         raise falcon.HTTPBadRequest(description=describe_validation(exc)) from None
 
 
-def parse_json(raw: bytes):
+def parse_json(raw: bytes, what: str = "request body"):
     """Strict JSON: NaN and Infinity are refused (they are not JSON and would
     be stored as such), so is a number too large for a float (``1e999``
     would become Infinity just the same), and so are lone surrogates (they
-    cannot be written back out as UTF-8), huge integers and absurd nesting."""
+    cannot be written back out as UTF-8), huge integers and absurd nesting.
+    `what` names the text in a 400's detail."""
     try:
         data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise falcon.HTTPBadRequest(description="request body holds invalid Unicode (a lone surrogate)") from None
+        raise falcon.HTTPBadRequest(description=f"{what} holds invalid Unicode (a lone surrogate)") from None
     except RecursionError:
-        raise falcon.HTTPBadRequest(description="request body is nested too deeply") from None
+        raise falcon.HTTPBadRequest(description=f"{what} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, undecodable bytes, too many digits
-        raise falcon.HTTPBadRequest(description=f"request body is not valid JSON: {exc}") from None
+        raise falcon.HTTPBadRequest(description=f"{what} is not valid JSON: {exc}") from None
     return data
 
 
@@ -106,11 +114,14 @@ class RequestLimits:
     list_max_limit: int
     max_listed_files: int
     max_age_hours: float  # the cleanup's default age
+    max_upload_bytes: int = 50 * 1024 * 1024  # files handed in with one task, in all
+    max_upload_files: int = 100
 
     @classmethod
     def from_settings(cls, settings) -> "RequestLimits":
         return cls(settings.max_body_bytes, settings.max_wait_s, settings.list_default_limit,
-                   settings.list_max_limit, settings.max_listed_files, settings.max_age_hours)
+                   settings.list_max_limit, settings.max_listed_files, settings.max_age_hours,
+                   settings.max_upload_bytes, settings.max_upload_files)
 
 
 def wait_param(req: falcon.Request, max_wait_s: float) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from storage import (FINISHED, IdempotencyKeys, InvalidTransition, StorageError, StorageFull, TaskNotFound,
-                     TaskStore)
+                     TaskStore, UploadConflict)
 
 from .artifacts import Artifact, ArtifactNotFound, list_artifacts, open_artifact
 from .waiting import WaitBudget, wait_until_finished
@@ -126,6 +126,8 @@ class TaskService:
         try:
             task_id, first = self._store(instruction, metadata, options, extra or None, key,
                                          previous=previous, uploads=uploads)
+        except UploadConflict as exc:  # a name the copied files already use otherwise
+            raise InvalidRequest(f"{exc}; nothing was stored") from exc
         except StorageError as exc:
             log.error("Task not stored: %s", exc)
             if isinstance(exc, StorageFull):  # 507: trying again helps only once space is freed

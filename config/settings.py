@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     # counts whole seconds); a request in progress is never cut.
     http_channel_timeout_s: int = Field(60, ge=1, le=86_400)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Files handed in with a task: their total size and their number. A
+    # multipart/form-data submit may be up to max_upload_bytes plus
+    # max_body_bytes (its task part and the form's framing fit in the
+    # latter); a JSON submit's base64 `files` count against max_body_bytes,
+    # like the rest of a JSON body (see app/uploads.py).
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=0)
+    max_upload_files: int = Field(100, ge=0, le=100_000)
     max_instruction_chars: int = Field(100_000, ge=1)
     list_default_limit: int = Field(100, ge=1)
     list_max_limit: int = Field(1000, ge=1)
@@ -109,6 +116,12 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         # The file's values arrive as init kwargs; the environment wins over them.
         return (env_settings, init_settings)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request body the HTTP server reads: a multipart
+        submit's files (max_upload_bytes) plus max_body_bytes for the rest."""
+        return self.max_body_bytes + self.max_upload_bytes
 
     def engine_settings(self) -> EngineSettings:
         """The engine's settings with the service-wide language applied."""

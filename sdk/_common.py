@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator, Mapping, Union
 from urllib.parse import quote
 
 import httpx
@@ -65,6 +66,35 @@ def submission(instruction: str, metadata: dict | None, options: dict[str, Any],
     body.update({name: value for name, value in options.items() if value is not None})
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
     return body, headers
+
+
+#: What `files=` maps each path to: the bytes, a file opened in binary mode,
+#: or the name of a local file (str or path).
+FileSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
+
+
+def task_content(body: dict[str, Any], files: Mapping[str, FileSource] | None) -> dict[str, Any]:
+    """How `POST /tasks` carries `body`: JSON, or with `files` (path in the
+    task's folder -> content) multipart/form-data, the body as the part
+    `task` and each file as a part with its path as the file name."""
+    if not files:
+        return {"json": body}
+    parts = [("file", (path, file_bytes(path, source), "application/octet-stream")) for path, source in files.items()]
+    return {"data": {"task": json.dumps(body)}, "files": parts}
+
+
+def file_bytes(path: str, source: FileSource) -> bytes:
+    """The content of the file to send as `path`, read from `source`."""
+    if not isinstance(path, str):
+        raise TypeError(f"files: each key is the file's path in the task's folder (a str), not {type(path).__name__}")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).read_bytes()
+    data = source.read()
+    if not isinstance(data, bytes):
+        raise TypeError(f"files[{path!r}]: open the file in binary mode ('rb')")
+    return data
 
 
 def read_json(response: httpx.Response) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import httpx
 from httpx_sse import EventSource, SSEError
@@ -61,13 +61,17 @@ class AgentClient:
     def submit_task(self, instruction: str, metadata: dict[str, Any] | None = None, *, llm: str | None = None,
                     role: str | None = None, max_rounds: int | None = None, timeout_s: float | None = None,
                     callback_url: str | None = None, idempotency_key: str | None = None,
-                    previous_task_id: str | None = None) -> Submission:
+                    previous_task_id: str | None = None,
+                    files: Mapping[str, common.FileSource] | None = None) -> Submission:
         """Submit a task; it runs in the background. With `idempotency_key`,
-        submitting again with the same key returns the first task instead."""
+        submitting again with the same key returns the first task instead.
+        `files` (path in the task's folder -> bytes, a file opened with
+        "rb", or a local file's name) are saved there before it starts."""
         options = dict(llm=llm, role=role, max_rounds=max_rounds, timeout_s=timeout_s, callback_url=callback_url,
                        previous_task_id=previous_task_id)
         body, headers = common.submission(instruction, metadata, options, idempotency_key)
-        return Submission.from_json(self._request("POST", "/tasks", json=body, headers=headers))
+        return Submission.from_json(self._request("POST", "/tasks", headers=headers,
+                                                  **common.task_content(body, files)))
 
     def follow_up(self, task_id: str, instruction: str, metadata: dict[str, Any] | None = None,
                   **options: Any) -> Submission:
@@ -111,13 +115,16 @@ class AgentClient:
     def run_task(self, instruction: str, metadata: dict[str, Any] | None = None, *, llm: str | None = None,
                  role: str | None = None, max_rounds: int | None = None, timeout_s: float | None = None,
                  callback_url: str | None = None, idempotency_key: str | None = None,
-                 timeout: float | None = None, wait_step: float = 60) -> TaskResult:
+                 timeout: float | None = None, wait_step: float = 60,
+                 files: Mapping[str, common.FileSource] | None = None) -> TaskResult:
         """Submit a task and return its result once it finished; `TaskTimeout`
-        after `timeout` seconds (the task keeps running on the server)."""
+        after `timeout` seconds (the task keeps running on the server).
+        `files` as for `submit_task`."""
         options = dict(llm=llm, role=role, max_rounds=max_rounds, timeout_s=timeout_s, callback_url=callback_url)
         body, headers = common.submission(instruction, metadata, options, idempotency_key)
         deadline = common.Deadline("", timeout)
-        answer = self._request("POST", "/tasks", json=body, headers=headers, wait=deadline.step(wait_step))
+        answer = self._request("POST", "/tasks", headers=headers, wait=deadline.step(wait_step),
+                               **common.task_content(body, files))
         if "output" in answer:
             result = TaskResult.from_json(answer)
             if result.finished:

@@ -8,6 +8,7 @@ from .states import FINISHED, STATUSES, Status, end_content
 from .idempotency import IdempotencyKeys
 from .results import callback_state
 from .store import TaskStore
+from .uploads import UploadConflict
 from .times import format_ts, utc_now_iso
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "StorageReadOnly",
     "TaskNotFound",
     "TaskStore",
+    "UploadConflict",
     "callback_state",
     "end_content",
     "format_ts",

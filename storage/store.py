@@ -48,6 +48,7 @@ from .results import build_result
 from .states import new_state, state_problem
 from .times import format_ts, system_clock
 from .trash import Trash
+from .uploads import WorkspaceUploads
 
 log = logging.getLogger("aipy.storage")
 
@@ -63,7 +64,7 @@ def _new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-class TaskStore(IndexedQueries, StatusChanges):
+class TaskStore(IndexedQueries, StatusChanges, WorkspaceUploads):
     """All tasks under one data folder."""
 
     def __init__(self, root: Path | str, *, clock: Callable[[], datetime] = system_clock,

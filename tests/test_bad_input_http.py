@@ -61,7 +61,7 @@ def test_a_request_the_http_server_cannot_parse_is_a_json_400(server, request_by
 
 
 def test_a_declared_body_over_the_limit_is_413_before_it_is_sent(start_server):
-    server = start_server(max_body_bytes=2048)
+    server = start_server(max_body_bytes=2048, max_upload_bytes=0)
     status, body = raw_request(server, b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                        b"Content-Length: 5000\r\nConnection: close\r\n\r\n{")
     assert b" 413 " in status and "2048" in json.loads(body)["detail"]

@@ -71,11 +71,11 @@ def test_a_request_waitress_refuses_itself_is_answered_as_json(server):
 
 def test_the_server_takes_its_connection_settings():
     settings = Settings(http_connection_limit=321, http_channel_timeout_s=7, http_threads=3, max_streams=2,
-                        max_body_bytes=4096)
+                        max_body_bytes=4096, max_upload_bytes=1000)
     server = build_server(falcon.App(), settings, host="127.0.0.1", port=0, refused_uids=None)
     try:
         adj = server.adj
-        assert (adj.connection_limit, adj.channel_timeout, adj.threads, adj.max_request_body_size) == (321, 7, 5, 4096)
+        assert (adj.connection_limit, adj.channel_timeout, adj.threads, adj.max_request_body_size) == (321, 7, 5, 5096)
         assert adj.asyncore_use_poll and adj.cleanup_interval <= 7
     finally:
         server.close()

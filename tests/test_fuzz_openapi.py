@@ -84,7 +84,9 @@ def policy_checks_excluded(case) -> list:
     may be called is the server's policy (callback_allowed_hosts; by default
     public addresses only), which no schema can say, so a well-formed URL
     may rightly get 400."""
-    if isinstance(case.body, dict) and case.body.get("callback_url") is not None:
+    body = case.body if isinstance(case.body, dict) else {}
+    task = body.get("task") if isinstance(body.get("task"), dict) else body  # a multipart submit's task part
+    if task.get("callback_url") is not None:
         return [schemathesis.checks.positive_data_acceptance]
     return []
 

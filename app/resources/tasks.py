@@ -10,6 +10,7 @@ from storage import STATUSES
 from ..models import CancelResponse, SubmitResponse, TaskList, TaskResult, TaskStatus, TaskSubmission, shape
 from ..requests import RequestLimits, idempotency_key, int_param, json_body, wait_param
 from ..service import TaskService
+from ..uploads import is_multipart, json_uploads, read_multipart
 
 SUBMITTED = "Task submitted successfully"
 REPEATED = "Task already submitted with this Idempotency-Key"
@@ -23,12 +24,16 @@ class TaskCollection:
         self.limits = limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = json_body(req, TaskSubmission, self.limits.max_body_bytes)
+        if is_multipart(req.content_type):
+            body, uploads = read_multipart(req, self.limits)
+        else:
+            body = json_body(req, TaskSubmission, self.limits.max_body_bytes)
+            uploads = json_uploads(body, self.limits)
         key = idempotency_key(req)
         wait = wait_param(req, self.limits.max_wait_s)
         done = self.service.submit(body.instruction, body.metadata, body.options(),
                                    callback_url=body.callback_url, key=key, wait_s=wait,
-                                   previous_task_id=body.previous_task_id)
+                                   previous_task_id=body.previous_task_id, uploads=uploads)
         if done.result is not None:
             resp.media = shape(TaskResult, done.result)
             return
