@@ -87,7 +87,8 @@ class Engine:
         self.provider = provider
         self.settings = settings or EngineSettings()
         self.executor = executor or Executor(ExecLimits.from_settings(self.settings))
-        self.system = system_prompt(role, protocol=provider.settings.protocol, lang=self.settings.lang)
+        self.system = system_prompt(role, protocol=provider.settings.protocol, lang=self.settings.lang,
+                                    python_state=self.settings.python_state)
 
     def run(
         self,

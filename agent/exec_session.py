@@ -5,10 +5,16 @@ sandbox tier with the limits, a scrubbed environment and a handshake pipe
 (the tier writes "1" on it once the block's boundary is up, or "!" and the
 reason it could not be set up), watched until it ends (block_watch.py), and
 reported as an `ExecResult`.
+
+With `python_state` "kernel" (the default) Python blocks run instead in the
+task's kernel (kernel.py), one interpreter started through the tier the
+same way by the first of them; bash and sh blocks are still processes of
+their own. `close` (leaving `Executor.session`) stops the kernel.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -19,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .block_watch import BlockWatch, watch_block
-from .exec_result import ExecResult, elapsed_ms, error_result
+from .exec_result import ExecResult, error_result, finished
+from .kernel import LOST_NOTICE, PROGRAM, Kernel, KernelNotStarted
 from .output import OutputCapture, Pipes
 from .sandbox import Session
 from .sandbox.usage import DiskUsage
@@ -45,6 +52,9 @@ class ExecSession:
         self.limits = executor.limits
         self.session = session
         self.workspace = session.workspace
+        self.kernel: Kernel | None = None
+        #: A kernel ended with a block: the next Python block says so.
+        self.kernel_lost = False
 
     def run(self, language: str, code: str, *, filename: str | None = None,
             cancelled: Callable[[], bool] = lambda: False) -> ExecResult:
@@ -68,6 +78,8 @@ class ExecSession:
             self.session.open()
         except (OSError, RuntimeError) as exc:  # no uid free, workspace unusable
             return self._not_started(lang, f"could not prepare the sandbox: {exc}", started)
+        if lang == "python" and self.limits.python_state == "kernel":
+            return self._run_in_kernel(code, script, cancelled, started)
         scratch = Path(tempfile.mkdtemp(prefix="aipy-exec-"))
         try:
             self.session.give(scratch)
@@ -80,6 +92,81 @@ class ExecSession:
             return self._spawn(lang, interpreter, script, scratch, cancelled, started)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the kernel, if one runs (the sandbox session then kills
+        whatever the task's uid still runs)."""
+        if self.kernel is not None:
+            self.kernel.stop()
+        self._drop_kernel(lost=False)
+
+    def _run_in_kernel(self, code: str, script: Path | None, cancelled: Callable[[], bool],
+                       started: float) -> ExecResult:
+        """Run a Python block in the task's kernel, started first if none runs."""
+        lim = self.limits
+        if self.kernel is not None and not self.kernel.alive():  # killed while it waited
+            self._drop_kernel(lost=True)
+        try:
+            scratch = self.kernel.scratch if self.kernel else self._kernel_scratch()
+        except OSError as exc:
+            return self._not_started("python", f"could not prepare the kernel: {exc}", started)
+        usage = DiskUsage((self.workspace, scratch), lim.workspace_bytes)
+        watch = BlockWatch(started, lim.timeout_s, lim.poll_interval_s, cancelled, usage)
+        if self.kernel is None:
+            spawn = functools.partial(self._start, "kernel", self.executor.interpreters["python"],
+                                      scratch / "kernel.py", scratch)
+            try:
+                self.kernel = Kernel.start(self.session, spawn, watch, scratch)
+            except KernelNotStarted as exc:
+                shutil.rmtree(scratch, ignore_errors=True)
+                if exc.status is None:
+                    return self._not_started("python", str(exc), started)
+                return finished(exc.status, None, "", "", started, lim)
+        if script is None:
+            script = scratch / f"block-{self.kernel.blocks + 1}.py"
+        try:
+            self._save(script, code)
+        except OSError as exc:
+            return error_result(f"could not save the code block: {exc}", started)
+        notice, self.kernel_lost = (LOST_NOTICE[lim.lang] if self.kernel_lost else None), False
+        out, err = OutputCapture(lim.output_cap_bytes), OutputCapture(lim.output_cap_bytes)
+        request = {"file": str(script), "path0": str(self.workspace if script.parent == scratch else script.parent),
+                   "cwd": str(self.workspace), "cpu_s": lim.block_cpu_s}
+        end = self.kernel.run(request, watch, out, err, lim.output_cap_bytes)
+        if end.kernel_lost:
+            self._drop_kernel(lost=True)
+        return finished(end.status, end.returncode, out.text(), err.text(), started, lim, value=end.value,
+                        notice=notice)
+
+    def _kernel_scratch(self) -> Path:
+        """A new kernel's scratch folder (its TMPDIR, its program, the files
+        of unnamed blocks), the task uid's."""
+        scratch = Path(tempfile.mkdtemp(prefix="aipy-kernel-"))
+        try:
+            self.session.give(scratch)
+            self._save(scratch / "kernel.py", PROGRAM)
+        except OSError:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return scratch
+
+    def _drop_kernel(self, *, lost: bool) -> None:
+        """Forget the kernel (killed already, or killed now) and its scratch
+        folder; `lost`: the next Python block is told its state is gone."""
+        if self.kernel is not None:
+            self.kernel.kill()
+            shutil.rmtree(self.kernel.scratch, ignore_errors=True)
+            self.kernel = None
+        self.kernel_lost = lost
+
+    def _end_block(self) -> None:
+        """After a fresh block: kill what it left, sparing the kernel, which
+        is frozen again (code of the task's uid could have woken it)."""
+        if self.kernel is None:
+            self.session.end_block()
+            return
+        self.kernel.freeze()
+        self.session.end_block(spare=self.kernel.pid)
 
     def _target(self, filename: str) -> Path | None:
         """Resolve a model-chosen name inside the workspace, or None if it
@@ -145,22 +232,29 @@ class ExecSession:
         watch = BlockWatch(started, lim.timeout_s, lim.poll_interval_s, cancelled, usage)
         with os.fdopen(ready_r, "rb", buffering=0) as ready_pipe:
             pipes.add(ready_pipe, ready)
-            status = watch_block(proc, pipes, watch, self.session.end_block)
+            status = watch_block(proc, pipes, watch, self._end_block)
         return self._result(lang, status, proc.returncode, out, err, ready.data(), started)
 
-    def _start(self, lang: str, interpreter: str, script: Path, scratch: Path, ready_w: int) -> subprocess.Popen:
-        """Start the block through the sandbox tier, in a process group of its
+    def _start(self, lang: str, interpreter: str, script: Path, scratch: Path, ready_w: int,
+               control_fd: int | None = None) -> subprocess.Popen:
+        """Start the block (lang "kernel": the kernel, talking on
+        `control_fd`) through the sandbox tier, in a process group of its
         own; raises OSError when it cannot be started."""
         lim = self.limits
+        kernel = lang == "kernel"
         path0 = str(self.workspace if script.parent == scratch else script.parent)
         argv, user = self.executor.sandbox.command(
-            mode="python" if lang == "python" else interpreter, script=str(script), path0=path0,
-            limits=lim.rlimits(), workspace=self.workspace, scratch=scratch, hide=list(lim.hide_paths),
-            uid=self.session.uid, ready_fd=ready_w, tmp_bytes=lim.workspace_bytes)
+            mode=lang if lang in ("python", "kernel") else interpreter, script=str(script), path0=path0,
+            limits=lim.kernel_rlimits() if kernel else lim.rlimits(), workspace=self.workspace, scratch=scratch,
+            hide=list(lim.hide_paths), uid=self.session.uid, ready_fd=ready_w, tmp_bytes=lim.workspace_bytes,
+            control_fd=control_fd)
         ids = {} if user is None else {"user": user, "group": user, "extra_groups": []}
+        # A kernel's output goes to the pipes of each block (kernel.py); its
+        # own stderr shows only why it could not start.
         return subprocess.Popen(argv, cwd=self.workspace, env=self._env(scratch), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                pass_fds=(ready_w,), **ids)
+                                stdout=subprocess.DEVNULL if kernel else subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, pass_fds=(ready_w,) if control_fd is None
+                                else (ready_w, control_fd), **ids)
 
     def _result(self, lang: str, status: str | None, returncode: int | None, out: OutputCapture,
                 err: OutputCapture, handshake: bytes, started: float) -> ExecResult:
@@ -170,24 +264,7 @@ class ExecSession:
                 or f"exit status {returncode}"
             if status not in ("timeout", "cancelled"):
                 return self._not_started(lang, reason, started)
-        output = text_out
-        if text_err:
-            output += ("\n" if output and not output.endswith("\n") else "") + text_err
-        final, note = self._ending(status, returncode)
-        return ExecResult(final, output + note, text_out, text_err, returncode, elapsed_ms(started))
-
-    def _ending(self, status: str | None, returncode: int | None) -> tuple[str, str]:
-        """The result's status, and the note added to its output, for how
-        the watch ended."""
-        lim = self.limits
-        if status == "timeout":
-            return status, f"\n[timed out after {lim.timeout_s:g} s limit; all its processes killed]"
-        if status == "cancelled":
-            return status, "\n[cancelled; all its processes killed]"
-        if status == "over_disk":
-            return "error", (f"\n[stopped: the workspace grew past its {lim.max_workspace_mb} MB limit; "
-                             "all its processes killed]")
-        return ("success" if returncode == 0 else "error"), ""
+        return finished(status, returncode, text_out, text_err, started, self.limits)
 
     def _not_started(self, lang: str, reason: str, started: float) -> ExecResult:
         why = f"the sandbox ({self.executor.sandbox.tier}) could not start a {lang} block: {reason}"

@@ -10,7 +10,9 @@ a cancel probe; and everything it started is killed before `run` returns.
 
 A task's blocks share one `ExecSession` (`Executor.session`, exec_session.py):
 the session holds the uid leased for the task and owns the workspace while
-it runs. The limits come from `EngineSettings` (limits.py).
+it runs, and, with `python_state` "kernel" (the default), the task's Python
+kernel (kernel.py), which leaving the session stops. The limits come from
+`EngineSettings` (limits.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ __all__ = ["ExecLimits", "ExecResult", "ExecSession", "Executor", "sandbox_for",
 
 
 class Executor:
-    """Runs code blocks one subprocess each; safe to share between threads
+    """Runs code blocks, each in a subprocess of its own or (Python blocks
+    in kernel mode) in the task's kernel; safe to share between threads
     (all per-run state lives in sessions and `run`). `limits` default to
     those of a default `EngineSettings`; `sandbox` to the tier they ask for
     (see `sandbox_for`)."""
@@ -55,9 +58,14 @@ class Executor:
 
     @contextmanager
     def session(self, workspace: Path) -> Iterator[ExecSession]:
-        """One task's blocks: they share its uid and workspace."""
+        """One task's blocks: they share its uid, workspace and kernel.
+        Leaving stops the kernel, then kills whatever the task left."""
         with self.sandbox.session(Path(workspace).absolute()) as session:
-            yield ExecSession(self, session)
+            blocks = ExecSession(self, session)
+            try:
+                yield blocks
+            finally:
+                blocks.close()
 
     def run(self, language: str, code: str, workspace: Path, *, filename: str | None = None,
             cancelled: Callable[[], bool] = lambda: False) -> ExecResult:
@@ -83,12 +91,12 @@ def sandbox_for(limits: ExecLimits, probe_dir: Path | None = None) -> Sandbox:
     process and policy. The self-test's workspace is made in `probe_dir`
     (where the real ones will live; default: the temp folder). Raises
     SandboxUnavailable."""
-    key = (limits.sandbox, limits.network, limits.python, limits.uids, probe_dir)
+    key = (limits.sandbox, limits.network, limits.python, limits.uids, limits.python_state, probe_dir)
     with _choosing:
         if key not in _chosen:
             _chosen[key] = choose_sandbox(limits.sandbox, network=limits.network, python=limits.python,
-                                          uids=limits.uids, probe=lambda box: self_test(box, probe_dir),
-                                          workspaces=probe_dir)
+                                          uids=limits.uids, workspaces=probe_dir,
+                                          probe=lambda box: self_test(box, probe_dir, limits.python_state))
         return _chosen[key]
 
 
@@ -96,15 +104,16 @@ def sandbox_for(limits: ExecLimits, probe_dir: Path | None = None) -> Sandbox:
 _SELF_TEST_SETTINGS = EngineSettings(exec_timeout_s=30, max_processes=64)
 
 
-def self_test(sandbox: Sandbox, probe_dir: Path | None = None) -> str | None:
+def self_test(sandbox: Sandbox, probe_dir: Path | None = None, python_state: str = "kernel") -> str | None:
     """Run a real Python block through `sandbox` in a fresh folder of
-    `probe_dir`; None when it worked."""
+    `probe_dir` (default: the temp folder), in a kernel or a fresh
+    interpreter as `python_state` says (default "kernel"); None when it worked."""
     try:
         workspace = Path(tempfile.mkdtemp(prefix=".selftest-", dir=probe_dir))
     except OSError as exc:
         return f"cannot make a test workspace in {probe_dir}: {exc.strerror}"
     try:
-        limits = ExecLimits.from_settings(_SELF_TEST_SETTINGS)
+        limits = ExecLimits.from_settings(_SELF_TEST_SETTINGS.model_copy(update={"python_state": python_state}))
         result = Executor(limits, sandbox).run("python", "import os\nprint(6 * 7, os.getuid())", workspace)
     except Exception as exc:  # a tier that cannot even be set up
         return f"{type(exc).__name__}: {exc}"

@@ -31,6 +31,9 @@ class ExecLimits:
     python: str | None              # None: the server's own interpreter
     uids: range                     # sandbox_uids(): leased to tasks by a root service
     hide_paths: tuple[str, ...]     # sandbox_hide: host folders masked by the bubblewrap tier
+    python_state: str               # kernel | fresh: one interpreter per task, or per Python block
+    task_timeout_s: float           # how long a task, and so its kernel, may run
+    lang: str                       # en | zh: the words of the notes the model reads
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> "ExecLimits":
@@ -50,6 +53,9 @@ class ExecLimits:
             python=settings.python,
             uids=settings.sandbox_uids(),
             hide_paths=tuple(settings.sandbox_hide),
+            python_state=settings.python_state,
+            task_timeout_s=settings.task_timeout_s,
+            lang=settings.lang,
         )
 
     @property
@@ -65,6 +71,18 @@ class ExecLimits:
             "RLIMIT_NOFILE": self.max_open_files,
             # CPU seconds can only trail wall-clock seconds per process; this
             # is a backstop should the wall-clock watch ever be missed.
-            "RLIMIT_CPU": math.ceil(self.timeout_s) + 1,
+            "RLIMIT_CPU": self.block_cpu_s,
             "RLIMIT_CORE": 0,
         }
+
+    @property
+    def block_cpu_s(self) -> int:
+        """CPU seconds a block's process may use."""
+        return math.ceil(self.timeout_s) + 1
+
+    def kernel_rlimits(self) -> dict[str, int]:
+        """The resource limits a task's kernel starts with: those of a block,
+        but the CPU time of the whole task as the hard limit, since the
+        kernel lives as long as its task. It lowers its own soft limit to
+        `block_cpu_s` beyond what it used, for each block it runs."""
+        return {**self.rlimits(), "RLIMIT_CPU": math.ceil(max(self.task_timeout_s, self.timeout_s)) + 1}

@@ -34,10 +34,14 @@ class OutputCapture:
 
     def text(self) -> str:
         """The bytes kept as text, with a note of what was cut."""
-        text = self.data().decode("utf-8", errors="replace")
-        if self.total > self.cap:
-            text += f"\n[... output truncated: {self.total} bytes total, first {self.cap} kept ...]"
-        return text
+        return capped_text(self.data().decode("utf-8", errors="replace"), self.total, self.cap)
+
+
+def capped_text(kept: str, total: int, cap: int) -> str:
+    """`kept`, the first `cap` bytes of `total`, with a note of what was cut."""
+    if total > cap:
+        kept += f"\n[... output truncated: {total} bytes total, first {cap} kept ...]"
+    return kept
 
 
 class Pipes:
@@ -76,7 +80,10 @@ class Pipes:
         self._selector.close()
 
     def _read(self, key: selectors.SelectorKey) -> None:
-        data = os.read(key.fd, 65536)
+        try:
+            data = os.read(key.fd, 65536)
+        except ConnectionResetError:  # a socket whose peer died with our data unread: its end
+            data = b""
         if data:
             key.data.add(data)
         else:

@@ -65,6 +65,10 @@ class EngineSettings(BaseModel):
     #: process, and the total size of the workspace (checked while code runs).
     max_open_files: int = Field(1024, ge=16, le=1_048_576)
     max_workspace_mb: int = Field(2048, ge=1)
+    #: "kernel": a task's Python blocks share one interpreter, as a
+    #: notebook's cells do (variables, imports and open files carry over);
+    #: "fresh": each Python block gets a new interpreter.
+    python_state: Literal["kernel", "fresh"] = "kernel"
 
     def sandbox_uids(self) -> range:
         """The uids a root service leases to tasks, one per running task."""

@@ -370,3 +370,30 @@ def test_a_probe_that_returns_a_reason_stops_the_task_as_an_error(fake_llm, reco
 
     assert brief(recorder)[-3:] == [("exec_result", "block-1", "cancelled"), ("error",), ("task_end", "error", 1)]
     assert outcome.error == "interrupted: the server stopped"
+
+
+def test_python_state_lasts_across_rounds_and_a_final_value_reaches_the_model(fake_llm, recorder, tmp_path, kind,
+                                                                             protocol):
+    fake_llm.script(
+        Reply("Setting it.", blocks=[Block("python", "answer = 6 * 7\n")]),
+        Reply("Showing it.", blocks=[Block("python", "answer\n")]),
+        Reply("It is 42."),
+    )
+    make_engine(fake_llm, kind, protocol).run("remember a number", tmp_path, recorder)
+
+    assert [r["result"]["status"] for r in recorder.of("exec_result")] == ["success", "success"]
+    shown = recorder.of("exec_result")[1]["result"]
+    assert shown["value"] == "42" and shown["output"] == "42" and shown["stdout"] == ""
+    assert "--- value ---" in sent_back(fake_llm, 2) and "42" in sent_back(fake_llm, 2)
+
+
+def test_the_fresh_python_state_forgets_between_rounds(fake_llm, recorder, tmp_path, kind, protocol):
+    fake_llm.script(
+        Reply("Setting it.", blocks=[Block("python", "answer = 42\n")]),
+        Reply("Reading it.", blocks=[Block("python", "print('answer' in globals())\n")]),
+        Reply("Forgotten."),
+    )
+    make_engine(fake_llm, kind, protocol, python_state="fresh").run("forget", tmp_path, recorder)
+
+    assert recorder.of("exec_result")[1]["result"]["stdout"] == "False\n"
+    assert "fresh interpreter" in str(fake_llm.requests[0]["body"])

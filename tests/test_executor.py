@@ -14,16 +14,21 @@ from agent import EngineSettings, ExecLimits, ExecResult, Executor
 from .procs import gone_within, new_marker, running
 
 
-def limits(**settings) -> ExecLimits:
-    """The limits of EngineSettings with these fields set."""
-    return ExecLimits.from_settings(EngineSettings(**settings))
+@pytest.fixture(params=["kernel", "fresh"])
+def limits(request):
+    """`limits(**fields)`: the limits of EngineSettings with these fields
+    set, for Python blocks in a kernel per task or in a fresh interpreter
+    per block: every behaviour here holds for both."""
+    return lambda **settings: ExecLimits.from_settings(EngineSettings(python_state=request.param, **settings))
 
 
-FAST = limits(exec_timeout_s=20.0)
+@pytest.fixture
+def fast(limits) -> ExecLimits:
+    return limits(exec_timeout_s=20.0)
 
 
-def test_success_captures_stdout(tmp_path):
-    res = Executor(FAST).run("python", "print('hello', 6 * 7)", tmp_path)
+def test_success_captures_stdout(tmp_path, fast):
+    res = Executor(fast).run("python", "print('hello', 6 * 7)", tmp_path)
     assert res.status == "success"
     assert res.returncode == 0
     assert res.stdout == "hello 42\n"
@@ -31,30 +36,30 @@ def test_success_captures_stdout(tmp_path):
     assert set(res.to_dict()) == {"status", "output", "stdout", "stderr", "returncode", "duration_ms"}
 
 
-def test_named_block_is_saved_in_workspace(tmp_path):
+def test_named_block_is_saved_in_workspace(tmp_path, fast):
     code = "print(open(__file__).read().count('\\n'))\n"
-    res = Executor(FAST).run("python", code, tmp_path, filename="scripts/count_lines.py")
+    res = Executor(fast).run("python", code, tmp_path, filename="scripts/count_lines.py")
     assert res.status == "success", res.output
     assert res.stdout.strip() == "1"
     assert (tmp_path / "scripts" / "count_lines.py").read_text() == code
 
 
-def test_unnamed_block_leaves_no_file_in_workspace(tmp_path):
-    res = Executor(FAST).run("python", "import os; print(sorted(os.listdir('.')))", tmp_path)
+def test_unnamed_block_leaves_no_file_in_workspace(tmp_path, fast):
+    res = Executor(fast).run("python", "import os; print(sorted(os.listdir('.')))", tmp_path)
     assert res.status == "success"
     assert res.stdout.strip() == "[]"
     assert list(tmp_path.iterdir()) == []
 
 
-def test_nonzero_exit_is_error_with_traceback(tmp_path):
-    res = Executor(FAST).run("python", "def f():\n    raise ValueError('boom')\nf()\n", tmp_path)
+def test_nonzero_exit_is_error_with_traceback(tmp_path, fast):
+    res = Executor(fast).run("python", "def f():\n    raise ValueError('boom')\nf()\n", tmp_path)
     assert res.status == "error"
     assert res.returncode == 1
     assert "Traceback" in res.stderr and "ValueError: boom" in res.stderr
     assert "ValueError: boom" in res.output
 
 
-def test_timeout_kills_the_block_and_its_children(tmp_path):
+def test_timeout_kills_the_block_and_its_children(tmp_path, limits):
     marker = new_marker()
     code = (
         "import subprocess\n"
@@ -70,7 +75,7 @@ def test_timeout_kills_the_block_and_its_children(tmp_path):
     assert gone_within(marker, 2.0)
 
 
-def test_memory_bomb_hits_memory_limit(tmp_path):
+def test_memory_bomb_hits_memory_limit(tmp_path, limits):
     started = time.monotonic()
     res = Executor(limits(exec_timeout_s=20.0, memory_mb=256)).run(
         "python", "x = bytearray(4 * 1024**3)", tmp_path)
@@ -79,15 +84,15 @@ def test_memory_bomb_hits_memory_limit(tmp_path):
     assert "MemoryError" in res.stderr
 
 
-def test_stdout_is_capped_with_truncation_marker(tmp_path):
+def test_stdout_is_capped_with_truncation_marker(tmp_path, fast):
     code = "import sys\nfor _ in range(10):\n    sys.stdout.write('x' * (1024 * 1024))\n"
-    res = Executor(FAST).run("python", code, tmp_path)
+    res = Executor(fast).run("python", code, tmp_path)
     assert res.status == "success"
     assert res.stdout.startswith("x" * 65536 + "\n[... output truncated")
     assert "10485760 bytes total, first 65536 kept" in res.stdout
 
 
-def test_stderr_is_capped_too(tmp_path):
+def test_stderr_is_capped_too(tmp_path, limits):
     code = "import sys\nsys.stderr.write('e' * 200000)\n"
     res = Executor(limits(exec_timeout_s=20.0, output_cap_bytes=1024)).run("python", code, tmp_path)
     assert res.status == "success"
@@ -96,7 +101,7 @@ def test_stderr_is_capped_too(tmp_path):
     assert "200000 bytes total, first 1024 kept" in marker
 
 
-def test_server_secrets_are_not_visible(tmp_path, monkeypatch):
+def test_server_secrets_are_not_visible(tmp_path, monkeypatch, fast):
     secrets = {
         "OPENAI_API_KEY": "sk-openai-secret-123",
         "ANTHROPIC_API_KEY": "sk-ant-secret-456",
@@ -104,14 +109,14 @@ def test_server_secrets_are_not_visible(tmp_path, monkeypatch):
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
-    res = Executor(FAST).run("python", "import os; print(dict(os.environ))", tmp_path)
+    res = Executor(fast).run("python", "import os; print(dict(os.environ))", tmp_path)
     assert res.status == "success"
     for name, value in secrets.items():
         assert name not in res.output and value not in res.output
     assert "PYTHONUNBUFFERED" in res.stdout and str(tmp_path) in res.stdout
 
 
-def test_cancel_stops_a_sleeping_block(tmp_path):
+def test_cancel_stops_a_sleeping_block(tmp_path, fast):
     marker = new_marker()
     flip_at = time.monotonic() + 0.3
     code = f"import os\nos.execvp('sleep', ['{marker}', '30'])\n"
@@ -121,7 +126,7 @@ def test_cancel_stops_a_sleeping_block(tmp_path):
         seen.append(running(marker))
         return time.monotonic() >= flip_at and any(seen)
 
-    res = Executor(FAST).run("python", code, tmp_path, cancelled=cancel_once_running)
+    res = Executor(fast).run("python", code, tmp_path, cancelled=cancel_once_running)
     assert any(seen), "the block never started"
     assert time.monotonic() - flip_at < 1.0
     assert res.status == "cancelled"
@@ -129,24 +134,24 @@ def test_cancel_stops_a_sleeping_block(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
-def test_bash_block_runs(tmp_path):
-    res = Executor(FAST).run("bash", "echo \"sum=$((2 + 3))\"; pwd", tmp_path)
+def test_bash_block_runs(tmp_path, fast):
+    res = Executor(fast).run("bash", "echo \"sum=$((2 + 3))\"; pwd", tmp_path)
     assert res.status == "success", res.output
     assert res.stdout.splitlines() == ["sum=5", str(tmp_path)]
 
 
-def test_unknown_language_is_error_without_running(tmp_path):
-    res = Executor(FAST).run("ruby", "puts 1", tmp_path)
+def test_unknown_language_is_error_without_running(tmp_path, fast):
+    res = Executor(fast).run("ruby", "puts 1", tmp_path)
     assert res.status == "error"
     assert res.returncode is None
     assert "'ruby' is not runnable" in res.output and "python" in res.output
-    assert not Executor(FAST).runnable("ruby") and Executor(FAST).runnable("Python3")
+    assert not Executor(fast).runnable("ruby") and Executor(fast).runnable("Python3")
 
 
 @pytest.mark.parametrize("name", ["../x.py", "/etc/x.py", "a/../../x.py", "a\0.py", ""])
-def test_unsafe_filename_is_refused(tmp_path, name):
+def test_unsafe_filename_is_refused(tmp_path, name, fast):
     workspace = tmp_path / "ws"
-    res = Executor(FAST).run("python", "open('ran', 'w')", workspace, filename=name)
+    res = Executor(fast).run("python", "open('ran', 'w')", workspace, filename=name)
     assert res.status == "error"
     assert res.returncode is None
     assert "refused" in res.output
@@ -154,7 +159,7 @@ def test_unsafe_filename_is_refused(tmp_path, name):
     assert list(workspace.iterdir()) == []
 
 
-def test_grandchild_holding_stdout_does_not_hang(tmp_path):
+def test_grandchild_holding_stdout_does_not_hang(tmp_path, fast):
     marker = new_marker()
     code = (
         "import subprocess\n"
@@ -162,13 +167,13 @@ def test_grandchild_holding_stdout_does_not_hang(tmp_path):
         "print('started', flush=True)\n"
     )
     started = time.monotonic()
-    res = Executor(FAST).run("python", code, tmp_path)
+    res = Executor(fast).run("python", code, tmp_path)
     assert time.monotonic() - started < 2.0
     assert res.status == "success" and res.stdout == "started\n"
     assert gone_within(marker, 2.0)
 
 
-def test_file_size_limit_is_enforced(tmp_path):
+def test_file_size_limit_is_enforced(tmp_path, limits):
     code = "with open('big.bin', 'wb') as f:\n    f.write(b'0' * (5 * 1024 * 1024))\n"
     res = Executor(limits(exec_timeout_s=20.0, max_file_mb=1)).run("python", code, tmp_path)
     assert res.status == "error"
@@ -176,12 +181,12 @@ def test_file_size_limit_is_enforced(tmp_path):
     assert (tmp_path / "big.bin").stat().st_size <= 1024 * 1024
 
 
-def test_concurrent_executors_are_isolated(tmp_path):
+def test_concurrent_executors_are_isolated(tmp_path, fast):
     results: dict[int, ExecResult] = {}
 
     def work(i: int) -> None:
         code = f"import os\nprint('token-{i}', sorted(os.listdir('.')))\n"
-        results[i] = Executor(FAST).run("python", code, tmp_path / f"ws{i}", filename=f"job{i}.py")
+        results[i] = Executor(fast).run("python", code, tmp_path / f"ws{i}", filename=f"job{i}.py")
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     for t in threads:

@@ -16,7 +16,9 @@ subprocess's fast spawn path. In this order it:
 4. runs the block: Python code in this interpreter, in isolated mode (`-I`:
    no PYTHON* variables, no user site-packages, no script folder on the
    path), or `execv` of the shell. If that exec fails, b"!" and the reason
-   follow on the ready pipe.
+   follow on the ready pipe. Mode "kernel" runs the kernel program at `file`
+   instead (../kernel_program.py), which then runs block after block given
+   on the `control` fd, in the main module's namespace.
 
 Frames of the bootstrap (file "<string>") are cut from tracebacks, so the
 model sees only its own code, as with `python file.py`.
@@ -52,7 +54,7 @@ def _aipy_boot():
         if ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0) != 0:
             raise SystemExit("bootstrap: prctl(PR_SET_NO_NEW_PRIVS) failed")
     mode, path = spec["mode"], spec["file"]
-    if mode != "python":
+    if mode not in ("python", "kernel"):
         for s in ("SIGPIPE", "SIGXFSZ"):
             signal.signal(getattr(signal, s), signal.SIG_DFL)
         os.set_inheritable(ready, False)
@@ -64,6 +66,15 @@ def _aipy_boot():
             os._exit(127)
     os.write(ready, b"1")
     os.close(ready)
+    g = sys.modules["__main__"].__dict__
+    if mode == "kernel":
+        with open(path, "rb") as fh:
+            kernel = compile(fh.read(), "<aipy-kernel>", "exec", dont_inherit=True)
+        del g["_aipy_boot"]
+        own = {"__name__": "aipy_kernel", "__builtins__": __builtins__}
+        exec(kernel, own)
+        own["serve"](spec["control"], g)
+        return
     sys.path.insert(0, spec["path0"])
     sys.argv[:] = [path]
     def hook(t, e, tb, _h=sys.__excepthook__):
@@ -71,7 +82,6 @@ def _aipy_boot():
             tb = tb.tb_next
         _h(t, e.with_traceback(tb) if isinstance(e, BaseException) else e, tb)
     sys.excepthook = hook
-    g = sys.modules["__main__"].__dict__
     g["__file__"] = path
     with open(path, "rb") as fh:
         code = compile(fh.read(), path, "exec")
@@ -82,11 +92,12 @@ _aipy_boot()
 
 
 def bootstrap_argv(python: str, *, mode: str, script: str, path0: str, cwd: str, limits: dict[str, int],
-                   uid: int | None, ready_fd: int) -> list[str]:
-    """The command that starts a block. `mode` is "python" or the path of a
-    shell to exec; `limits` maps names of LIMIT_NAMES to values (-1 means
-    unlimited); `uid` is the uid to drop to (None: stay as started); `cwd`
-    is entered after the drop."""
+                   uid: int | None, ready_fd: int, control_fd: int | None = None) -> list[str]:
+    """The command that starts a block. `mode` is "python", "kernel" (then
+    `script` is the kernel program and `control_fd` its socket) or the path
+    of a shell to exec; `limits` maps names of LIMIT_NAMES to values (-1
+    means unlimited); `uid` is the uid to drop to (None: stay as started);
+    `cwd` is entered after the drop."""
     spec = {
         "limits": [[name, int(value)] for name, value in limits.items()],
         "uid": uid,
@@ -98,10 +109,11 @@ def bootstrap_argv(python: str, *, mode: str, script: str, path0: str, cwd: str,
         "path0": path0,
         "cwd": cwd,
         "ready": ready_fd,
+        "control": control_fd,
     }
     # -I: isolated; -B: no .pyc written into the workspace; -u: output
     # reaches the server as it is written; -X utf8: text is UTF-8 whatever
     # the locale. -S for shells: the bootstrap needs no site-packages.
-    flags = ["-I", "-B", "-u", "-X", "utf8"] if mode == "python" else ["-I", "-S"]
+    flags = ["-I", "-B", "-u", "-X", "utf8"] if mode in ("python", "kernel") else ["-I", "-S"]
     return [python, *flags, "-c", _SOURCE, json.dumps(spec)]
 

@@ -35,7 +35,7 @@ DEFAULT_LEASE_DIR = Path("/run/aipython-agent/uids")
 #: How many rounds of "find and kill" a sweep makes before it gives up; each
 #: round kills every process found, and a killed process can no longer fork,
 #: so two rounds suffice unless something forks at the very moment of a scan.
-_SWEEP_ROUNDS = 100
+SWEEP_ROUNDS = 100
 
 
 class NoFreeUid(RuntimeError):
@@ -152,17 +152,18 @@ def uids_with_processes(uids: range) -> set[int]:
     return found
 
 
-def kill_all_of(uid: int) -> int:
-    """SIGKILL every process whose real uid is `uid`, until none is left;
-    returns how many were killed. Only root may do this for another uid.
+def kill_all_of(uid: int, spare: int | None = None) -> int:
+    """SIGKILL every process whose real uid is `uid` (but `spare`, a task's
+    kernel between its blocks), until none is left; returns how many were
+    killed. Only root may do this for another uid.
 
     A scan of /proc from here rather than kill(-1) as that uid: a task that
     hit its process limit would make the helper's own exec fail."""
     killed = 0
-    for _ in range(_SWEEP_ROUNDS):
+    for _ in range(SWEEP_ROUNDS):
         round_kills = 0
         for pid in _pids():
-            if _real_uid(pid) == uid:
+            if _real_uid(pid) == uid and int(pid) != spare:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                     round_kills += 1
@@ -171,7 +172,7 @@ def kill_all_of(uid: int) -> int:
         if not round_kills:
             return killed
         killed += round_kills
-    log.error("Sandbox uid %d still had processes after %d sweeps", uid, _SWEEP_ROUNDS)
+    log.error("Sandbox uid %d still had processes after %d sweeps", uid, SWEEP_ROUNDS)
     return killed
 
 

@@ -22,6 +22,7 @@ from typing import Iterator
 
 from .bootstrap import bootstrap_argv
 from .bubblewrap import bubblewrap_argv
+from .family import kill_descendants, kill_group
 from .identity import UidLease, UidPool, kill_all_of, remove_files_of
 
 log = logging.getLogger("aipy.sandbox")
@@ -69,19 +70,18 @@ class Sandbox:
 
     def command(self, *, mode: str, script: str, path0: str, limits: dict[str, int], workspace: Path,
                 scratch: Path, hide: list[str], uid: int | None, ready_fd: int,
-                tmp_bytes: int) -> tuple[list[str], int | None]:
-        """The argv that starts a block, and the uid the spawn itself must
-        switch to (the process tier as root), else None."""
+                tmp_bytes: int, control_fd: int | None = None) -> tuple[list[str], int | None]:
+        """The argv that starts a block (or, with mode "kernel", a task's
+        Python kernel talking on `control_fd`), and the uid the spawn itself
+        must switch to (the process tier as root), else None."""
+        boot = dict(mode=mode, script=script, path0=path0, cwd=str(workspace), limits=limits,
+                    ready_fd=ready_fd, control_fd=control_fd)
         if self.tier == "bubblewrap":
             wrapper = bubblewrap_argv(self.bwrap or "bwrap", workspace=workspace, scratch=scratch, hide=hide,
                                       interpreter_roots=self.interpreter_roots, network=self.network,
                                       as_root=self.pool is not None, tmp_bytes=tmp_bytes)
-            boot = bootstrap_argv(self.python, mode=mode, script=script, path0=path0, cwd=str(workspace),
-                                  limits=limits, uid=uid, ready_fd=ready_fd)
-            return wrapper + boot, None
-        boot = bootstrap_argv(self.python, mode=mode, script=script, path0=path0, cwd=str(workspace),
-                              limits=limits, uid=None, ready_fd=ready_fd)
-        return boot, uid
+            return wrapper + bootstrap_argv(self.python, uid=uid, **boot), None
+        return bootstrap_argv(self.python, uid=None, **boot), uid
 
 
 class Session:
@@ -131,10 +131,21 @@ class Session:
                 if os.lstat(path).st_uid == own:
                     os.lchown(path, self.uid, self.uid)
 
-    def end_block(self) -> None:
-        """Kill whatever the block left behind, escaped process groups too."""
+    def end_block(self, spare: int | None = None) -> None:
+        """Kill whatever the block left behind, escaped process groups too;
+        `spare` is the task's kernel, if one waits for its next block."""
         if self.uid is not None:
-            kill_all_of(self.uid)
+            kill_all_of(self.uid, spare)
+
+    def end_kernel_block(self, kernel: int, parent: int) -> None:
+        """Kill whatever a kernel's block left behind, sparing the kernel
+        (pid `kernel`, child of `parent`); see family.py for each tier."""
+        if self.uid is not None:
+            kill_all_of(self.uid, kernel)
+        elif self.sandbox.tier == "bubblewrap":
+            kill_descendants(parent, kernel)  # the parent is the sandbox's init
+        else:
+            kill_group(kernel, kernel)
 
     def close(self) -> None:
         if self.lease is None:

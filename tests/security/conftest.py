@@ -1,4 +1,6 @@
-"""Attacks run as LLM code through the whole pipeline, once per sandbox tier.
+"""Attacks run as LLM code through the whole pipeline, once per sandbox tier
+and per Python state (a kernel per task, the default, and a fresh
+interpreter per block).
 
 Each test scripts the fake LLM to send one hostile block, submits a task to a
 live server over HTTP, waits for its end, and then checks both that the
@@ -123,14 +125,22 @@ def tier(request) -> str:
     return name
 
 
+@pytest.fixture(params=["kernel", "fresh"])
+def python_state(request) -> str:
+    """Every attack runs with a kernel per task (the default) and with a
+    fresh interpreter per Python block."""
+    return request.param
+
+
 @pytest.fixture
-def start_arena(fake_llm, data_root, tmp_path):
-    """Start a server on `tier` with settings changed as given."""
+def start_arena(fake_llm, data_root, tmp_path, python_state):
+    """Start a server on `tier` with settings changed as given, in the
+    test's `python_state`."""
     started: list[LiveServer] = []
 
     def start(tier: str, *, engine: dict | None = None, **settings) -> Arena:
         config = app_config(tmp_path, fake_llm, data_dir=data_root / "data", **settings)
-        for key, value in engine_for(tier, **(engine or {})).items():
+        for key, value in engine_for(tier, python_state=python_state, **(engine or {})).items():
             setattr(config.settings.engine, key, value)
         try:
             server = LiveServer(config)

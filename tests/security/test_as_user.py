@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from ..polling import wait_until
 from ..procs import gone_within, kill_marked, new_marker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,13 +47,15 @@ from agent.executor import ExecLimits, Executor
 from agent.sandbox import protect_from_children
 from config.models import EngineSettings
 protect_from_children()
-tier, data, code = sys.argv[1], Path(sys.argv[2]), sys.stdin.read()
+tier, data, blocks = sys.argv[1], Path(sys.argv[2]), json.loads(sys.stdin.read())
 limits = ExecLimits.from_settings(EngineSettings(sandbox=tier, exec_timeout_s=30, sandbox_hide=[str(data)],
-                                                 python=sys.executable, network=os.environ.get("NETWORK", "full")))
+                                                 python=sys.executable, network=os.environ.get("NETWORK", "full"),
+                                                 python_state=os.environ["PYTHON_STATE"]))
 executor = Executor(limits)
-result = executor.run("python", code, data / "workspaces" / "task")
+with executor.session(data / "workspaces" / "task") as session:
+    results = [session.run("python", code) for code in blocks]
 print(json.dumps({"pid": os.getpid(), "tier": executor.sandbox.tier, "weak": executor.sandbox.weak,
-                  **result.to_dict(), "not_started": result.not_started}))
+                  "results": [{**r.to_dict(), "not_started": r.not_started} for r in results]}))
 """
 
 
@@ -91,30 +94,38 @@ def user_home():
 
 
 @pytest.fixture
-def as_user(user_home, tmp_path):
-    """Run a block as USER through the executor on a tier; returns its result
-    and the path of a task state file the block must not change."""
+def as_user(user_home, tmp_path, python_state):
+    """Run a block as USER through the executor on a tier, in the test's
+    python_state; returns its result and the path of a task state file the
+    block must not change. `as_user.blocks` runs several blocks in one task
+    session and returns their results."""
     data = Path(tempfile.mkdtemp(prefix="data-", dir=user_home))
     (data / "tasks" / "victim").mkdir(parents=True)
     (data / "tasks" / "victim" / "task.json").write_text('{"status": "completed"}')
     (data / "workspaces").mkdir()
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(data)], check=True)
 
-    def run(tier: str, code: str, *, network: str = "full", secret: str = "") -> dict:
+    def blocks(tier: str, codes: list[str], *, network: str = "full", secret: str = "") -> tuple[dict, list[dict]]:
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(user_home / "site"), "AIPY_ROOT": str(ROOT),
-               "NETWORK": network,
+               "NETWORK": network, "PYTHON_STATE": python_state,
                "AIPY_TEST_SERVER_SECRET": secret}
-        done = subprocess.run([system_python(), "-c", RUNNER, tier, str(data)], input=textwrap.dedent(code),
+        done = subprocess.run([system_python(), "-c", RUNNER, tier, str(data)],
+                              input=json.dumps([textwrap.dedent(code) for code in codes]),
                               capture_output=True, text=True, env=env, user=USER, group=USER, extra_groups=[],
                               cwd="/", timeout=120)
         if done.returncode != 0:
             if "SandboxUnavailable" in done.stderr:
                 pytest.skip(f"tier {tier!r} cannot run as a user here: {done.stderr.strip().splitlines()[-1]}")
             raise AssertionError(done.stderr)
-        result = json.loads(done.stdout)
-        assert result["tier"] == tier and result["not_started"] is None, result
-        return result
+        answer = json.loads(done.stdout)
+        assert answer["tier"] == tier and all(r["not_started"] is None for r in answer["results"]), answer
+        return answer, answer.pop("results")
 
+    def run(tier: str, code: str, **options) -> dict:
+        answer, [result] = blocks(tier, [code], **options)
+        return {**answer, **result}
+
+    run.blocks = blocks
     run.state = data / "tasks" / "victim" / "task.json"
     run.home = user_home
     return run
@@ -234,3 +245,45 @@ def test_bubblewrap_as_a_user_cannot_remount_or_reach_the_network(as_user):
     lines = result["stdout"].splitlines()
     assert lines[0].split()[0] == "-1" and lines[0].split()[2] == "-1", result
     assert lines[1] == "blocked ConnectionRefusedError", result
+
+
+@pytest.mark.parametrize("python_state", ["kernel"])
+def test_a_kernels_blocks_end_what_they_start_while_the_kernel_lives_on(as_user, tier):
+    plain, session = new_marker("user-plain"), new_marker("user-setsid")
+    _, (first, second) = as_user.blocks(tier, [f"""
+        import subprocess
+        subprocess.Popen(['bash', '-c', 'exec -a {plain} sleep 60'])
+        subprocess.Popen(['bash', '-c', 'exec -a {session} sleep 60'], start_new_session=True)
+        x = 5
+    """, f"""
+        import os
+        def seen(marker):
+            for pid in filter(str.isdigit, os.listdir('/proc')):
+                try:
+                    if open(f'/proc/{{pid}}/cmdline', 'rb').read().startswith(marker.encode()):
+                        return True
+                except OSError:
+                    pass
+            return False
+        print(x, seen({plain!r}), seen({session!r}))
+    """])
+    assert first["status"] == "success", first
+    if tier == "bubblewrap":  # the whole pid namespace but the kernel
+        assert second["stdout"] == "5 False False\n", second
+    else:  # the weak tier kills the kernel's process group only; setsid() leaves it
+        assert second["stdout"] == "5 False True\n", second
+        kill_marked(session)
+    wait_until(lambda: not processes_of_user(), timeout=2.0, what="no process of the user: the kernel ended")
+
+
+def processes_of_user() -> list[str]:
+    """The live processes whose real uid is USER."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if f"\nUid:\t{USER}\t" in status and "\nState:\tZ" not in status:
+            found.append(pid)
+    return found
