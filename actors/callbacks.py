@@ -84,7 +84,7 @@ from typing import Callable
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from storage import TaskNotFound
+from storage import TaskNotFound, shown_url
 
 from .callback_net import DestinationRefused, GuardedBackend, GuardedPost, describe_failure
 from .callback_targets import CallbackTargets
@@ -191,19 +191,6 @@ def verify_signature(secret: str, timestamp: str, body: bytes, header_value: str
     return hmac.compare_digest(expected, header_value.strip().encode("utf-8", "replace"))
 
 
-def masked_url(url: str) -> str:
-    """`url` as logged: a password in it shown as ``***`` (``user:***@host``)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # never sent (the check refuses it); shown without risking a password
-        return "(invalid URL)"
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = urllib.parse.quote(urllib.parse.unquote(userinfo.partition(":")[0]), safe="")
-    return parts._replace(netloc=f"{user}:***@{hostport}").geturl()
-
-
 class CallbackSender:
     """Makes the delivery attempts of task callbacks: `deliver_current` is
     the Dramatiq actor's body, `deliver` one attempt."""
@@ -241,7 +228,7 @@ class CallbackSender:
             problem = check_callback_url(url, self.policy)
             if problem:
                 reason = problem.removeprefix(_URL_PREFIX)
-                return self._record(task_id, masked_url(url), attempt, None,
+                return self._record(task_id, shown_url(url), attempt, None,
                                     f"refused by policy: {reason}", final=True)
             body = json.dumps(self.store.result(task_id)).encode("utf-8")
         except TaskNotFound:
@@ -258,7 +245,7 @@ class CallbackSender:
             headers[SIGNATURE_HEADER] = sign(self.policy.secret, timestamp, body)
         status, error, detail, final = self._post(url, body, headers)
         try:
-            return self._record(task_id, masked_url(url), attempt, status, error, final=final, detail=detail)
+            return self._record(task_id, shown_url(url), attempt, status, error, final=final, detail=detail)
         except TaskNotFound:
             return None
 

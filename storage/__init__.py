@@ -6,7 +6,7 @@ eventlog.py, index.py and layout.py for the design)."""
 from .errors import DamagedTask, InvalidTransition, StorageError, StorageFull, StorageReadOnly, TaskNotFound
 from .states import FINISHED, STATUSES, Status, end_content
 from .idempotency import IdempotencyKeys
-from .results import callback_state
+from .results import callback_state, shown_url
 from .store import TaskStore
 from .uploads import UploadConflict
 from .times import format_ts, utc_now_iso
@@ -27,5 +27,6 @@ __all__ = [
     "callback_state",
     "end_content",
     "format_ts",
+    "shown_url",
     "utc_now_iso",
 ]
