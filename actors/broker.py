@@ -17,6 +17,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, Retries, ShutdownNotifications
 
 from .queue_view import OutstandingMessages
+from .wakeups import DELAYED_POLL_MS, EmbeddedBroker, NotifyingRedisBroker
 
 #: Redis broker tuning. A dead worker's unacknowledged messages go back to
 #: their queue only during "maintenance", which Dramatiq runs on a random
@@ -26,13 +27,12 @@ from .queue_view import OutstandingMessages
 #: the defaults (60 s, 1,000 = 0.1 %) that takes minutes. The service
 #: promises 60 s: 15 s until the worker counts as dead leaves about 40 s
 #: (allowing for the re-run that ends the task) for maintenance to fire on
-#: the `tasks` queue. A live idle worker polls each queue every 10-20 ms
-#: (`queue_poll_ms`, default 20), some 2,000 fetches in 40 s, and 10 % misses
-#: all of them with odds of about 0.9**2000, nil; it still holds (under
-#: 1 in 1,000) with only ~70 fetches in 40 s, i.e. polls up to ~0.6 s apart.
-#: A run with no dead worker costs Redis two small sorted-set range reads.
+#: the `tasks` queue. An idle worker fetches from each queue once every
+#: `queue_idle_wake_ms` (default 1 s, at most 2 s): at 30 % a run, 20 fetches
+#: in 40 s all miss with odds of 0.7**20, under 1 in 1,000. A run with no
+#: dead worker costs Redis two small sorted-set range reads.
 HEARTBEAT_TIMEOUT_MS = 15_000
-MAINTENANCE_CHANCE = 100_000  # out of 1,000,000 commands: 10 %
+MAINTENANCE_CHANCE = 300_000  # out of 1,000,000 commands: 30 %
 
 #: Timeouts for the Redis connection, so a dead Redis answers 503 quickly
 #: rather than hanging a request thread.
@@ -49,14 +49,16 @@ def middleware() -> list:
     return [AgeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), CurrentMessage(), Retries(max_retries=0)]
 
 
-def make_broker(redis_url: str | None) -> dramatiq.Broker:
-    """The Redis broker for `redis_url`, or the embedded one when None."""
+def make_broker(redis_url: str | None, *, delayed_poll_ms: int = DELAYED_POLL_MS) -> dramatiq.Broker:
+    """The Redis broker for `redis_url`, or the embedded one when None. Both
+    wake their idle consumers when a message is sent (wakeups.py); a
+    consumer holding delayed messages looks every `delayed_poll_ms`
+    (default 20)."""
     if not redis_url:
         # The embedded queue's record of the messages not yet acked, which
         # the reconciler reads as Redis's `.msgs` hashes (queue_view.py).
-        return StubBroker(middleware=[*middleware(), OutstandingMessages()])
+        return EmbeddedBroker(middleware=[*middleware(), OutstandingMessages()], delayed_poll_ms=delayed_poll_ms)
     import redis
-    from dramatiq.brokers.redis import RedisBroker
 
     # Options passed beside url= are dropped by RedisBroker, so the client is
     # built here with its timeouts and handed over whole.
@@ -66,9 +68,10 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         health_check_interval=30,
     )
-    return RedisBroker(
+    return NotifyingRedisBroker(
         client=client,
         middleware=middleware(),
+        delayed_poll_ms=delayed_poll_ms,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE,
     )

@@ -52,7 +52,7 @@ class TaskSystem:
         self.config = config
         self.settings = settings = config.settings
         self.store = store or TaskStore(settings.data_dir)
-        self.broker = broker or make_broker(settings.redis_url)
+        self.broker = broker or make_broker(settings.redis_url, delayed_poll_ms=settings.queue_poll_ms)
         self.keys = IdempotencyKeys(self.store.root)
         self.engines = EngineFactory(config, self.store.workspaces_dir)
         self.cleanup = Cleanup(self.store, self.keys, settings.max_age_hours)
@@ -106,10 +106,11 @@ class TaskSystem:
         Reconciler.from_settings(self.store, self.pipeline.run_task, self.settings).run_once()
         protect_from_children()
         self.broker.emit_after("process_boot")
-        # worker_timeout caps how long an idle Redis consumer sleeps between
-        # polls, and so how long a new task can wait before it starts.
+        # The broker wakes an idle consumer when a task is sent (wakeups.py);
+        # worker_timeout is only how often idle threads look on their own.
         self.worker = dramatiq.Worker(
-            self.broker, worker_threads=threads or self.settings.workers, worker_timeout=self.settings.queue_poll_ms
+            self.broker, worker_threads=threads or self.settings.workers,
+            worker_timeout=self.settings.queue_idle_wake_ms,
         )
         self.worker.start()
         log.info("Agent manager initialized: %d worker thread(s), %s broker", self.worker.worker_threads, self.mode)

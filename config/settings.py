@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     list_default_limit: int = Field(100, ge=1)
     list_max_limit: int = Field(1000, ge=1)
     cancel_wait_s: float = Field(2.0, ge=0, le=60)
+    # An idle worker thread or queue consumer sleeps until a message is sent
+    # and otherwise looks every queue_idle_wake_ms: for a stop (a worker takes
+    # up to twice this to stop) and, over Redis, for a message whose wake-up
+    # notice was lost. At most 2 s, or a dead Redis worker's tasks could miss
+    # the 60 s promise (actors/broker.py). queue_poll_ms: how often a consumer
+    # holding a delayed message (a callback's retry) looks, so the most it
+    # starts late. See actors/wakeups.py.
+    queue_idle_wake_ms: int = Field(1000, ge=10, le=2000)
     queue_poll_ms: int = Field(20, ge=1, le=5000)
     # Callers waiting on a task (SSE streams, ?wait=) each hold a server
     # thread; they get their own budget so they never starve the API.

@@ -71,7 +71,9 @@ def app_config(tmp_path, llm: FakeLLM, *, kind: str = "openai", protocol: str = 
     """The service's configuration with its LLM pointed at the fake server,
     its data in `tmp_path`/data, and quick engine timings; `settings`
     override settings.json's fields, `engine` the engine's."""
-    overrides = {"data_dir": tmp_path / "data", **settings}
+    # Idle workers look at their queue every queue_idle_wake_ms and stop
+    # within twice that: short here, so each test's server stops quickly.
+    overrides = {"data_dir": tmp_path / "data", "queue_idle_wake_ms": 100, **settings}
     config = load_config(overrides=overrides)
     config.settings.engine = fast_settings(**(engine or {}))
     providers = {

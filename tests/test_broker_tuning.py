@@ -8,13 +8,15 @@ from __future__ import annotations
 from dramatiq.brokers.redis import MAINTENANCE_SCALE
 
 from actors.broker import HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE, make_broker
+from config.settings import Settings
 
 PROMISE_S = 60
 #: Left for the message, once requeued, to be fetched and its task ended.
 RERUN_S = 5
-#: The slowest polling the tuning must tolerate: 25 times the default
-#: queue_poll_ms (20 ms), an idle worker's longest sleep between fetches.
-SLOWEST_POLL_S = 0.5
+#: The slowest polling the tuning must tolerate: an idle worker fetches from
+#: each queue once every queue_idle_wake_ms, whose largest allowed value is this.
+SLOWEST_POLL_S = next(rule.le for rule in Settings.model_fields["queue_idle_wake_ms"].metadata
+                      if hasattr(rule, "le")) / 1000
 
 
 def test_maintenance_runs_within_the_promise_even_with_slow_polling():
