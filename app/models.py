@@ -7,11 +7,12 @@ typo (`instructions`) gets a clear 400 instead of being silently ignored.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage import Status
+from storage import STATUS_FIELDS, Status
 
 
 class FileUpload(BaseModel):
@@ -143,3 +144,18 @@ class ErrorResponse(BaseModel):
 def shape(model: type[BaseModel], data: dict) -> dict:
     """`data` reduced to the model's fields, validated on the way out."""
     return model.model_validate(data, from_attributes=False).model_dump(mode="json")
+
+
+def status_body(state: dict) -> bytes:
+    """GET /tasks/{id}'s body: the JSON of `shape(TaskStatus, state)`, made
+    without a pydantic round trip, because the store has already checked
+    every field it copies (storage/states.py `state_problem`). A state that
+    could still fail the model (a stray previous_task_id) takes the model's
+    path, and so its error."""
+    previous = state.get("previous_task_id")
+    if previous is not None and not isinstance(previous, str):
+        return json.dumps(shape(TaskStatus, state)).encode()
+    body = {field: state.get(field) for field in STATUS_FIELDS}
+    if previous is not None:
+        body["previous_task_id"] = previous
+    return json.dumps(body).encode()

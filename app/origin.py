@@ -41,6 +41,8 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Paths served under any Host: they hold no data and change nothing.
 ANY_HOST_PATHS = frozenset({"/health"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Host header values whose answer is remembered before the memory starts over.
+HOST_CACHE_SIZE = 256
 
 
 class RequestOriginGuard:
@@ -62,6 +64,7 @@ class RequestOriginGuard:
         names = [host_name(host) for host in allowed_hosts or []]
         self.host_names = {name for name in names if name and not name.startswith("*.")}
         self.host_suffixes = tuple(name[1:] for name in names if name and name.startswith("*."))
+        self._served_hosts: dict[str, bool] = {}  # Host header -> served (see _check_host)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self.check_host and req.path not in ANY_HOST_PATHS:
@@ -74,7 +77,13 @@ class RequestOriginGuard:
         host = req.get_header("Host")
         if host is None:
             return
-        if self._serves(host_name(host)):
+        served = self._served_hosts.get(host)
+        if served is None:
+            # Parsed once per Host value: a client sends the same one every time.
+            if len(self._served_hosts) >= HOST_CACHE_SIZE:
+                self._served_hosts.clear()
+            served = self._served_hosts[host] = self._serves(host_name(host))
+        if served:
             return
         raise falcon.HTTPForbidden(description=(
             f"requests for host {host!r} are refused: with no API token only loopback names are served; "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, TypeVar
 
 from storage import (FINISHED, IdempotencyKeys, InvalidTransition, StorageError, StorageFull, TaskNotFound,
                      TaskStore, UploadConflict)
@@ -24,6 +24,7 @@ from .artifacts import Artifact, ArtifactNotFound, list_artifacts, open_artifact
 from .waiting import WaitBudget, wait_until_finished
 
 log = logging.getLogger("aipy.tasks")
+T = TypeVar("T")
 
 
 class TaskQueue(Protocol):
@@ -214,9 +215,13 @@ class TaskService:
 
     # -- read --------------------------------------------------------------
 
-    def status(self, task_id: str, wait_s: float = 0.0) -> dict:
-        """The task's state, once finished or after `wait_s` seconds."""
-        return wait_until_finished(self.store, task_id, wait_s, self.budget)
+    def status_view(self, task_id: str, render: Callable[[dict], T], wait_s: float = 0.0) -> T:
+        """`render(state)` of the task's state, once finished or after
+        `wait_s` seconds; rendered once per version of the state, so reading
+        an unchanged task again renders nothing (see TaskStore.get_view)."""
+        if wait_s > 0:
+            wait_until_finished(self.store, task_id, wait_s, self.budget)
+        return self.store.get_view(task_id, render)
 
     def result(self, task_id: str, wait_s: float = 0.0) -> dict:
         """The task's result (state and every event), once finished or after `wait_s`."""

@@ -4,7 +4,7 @@ workspaces. It knows nothing of HTTP or Dramatiq (see store.py, changes.py,
 eventlog.py, index.py and layout.py for the design)."""
 
 from .errors import DamagedTask, InvalidTransition, StorageError, StorageFull, StorageReadOnly, TaskNotFound
-from .states import FINISHED, STATUSES, Status, end_content
+from .states import FINISHED, STATUS_FIELDS, STATUSES, Status, end_content
 from .idempotency import IdempotencyKeys
 from .results import callback_state, shown_url
 from .store import TaskStore
@@ -14,6 +14,7 @@ from .times import format_ts, utc_now_iso
 __all__ = [
     "FINISHED",
     "STATUSES",
+    "STATUS_FIELDS",
     "Status",
     "DamagedTask",
     "IdempotencyKeys",

@@ -9,11 +9,13 @@ disk "full" at any step by patching that one function.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import re
 import secrets
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -35,6 +37,27 @@ def canonical_id(task_id: object) -> str | None:
     return lowered if _UUID.fullmatch(lowered) else None
 
 
+#: Random bytes for new ids, fetched 4 KB at a time (see `new_uuid`).
+_random = threading.local()
+
+
+def new_uuid() -> str:
+    """A random UUID4 string, as ``str(uuid.uuid4())`` but with one
+    getrandom syscall per 256 ids instead of one each (each syscall hands
+    the GIL to another thread under load). The pool is per thread, and a
+    forked child starts with none (see below), so no id is handed out twice."""
+    pool = getattr(_random, "pool", b"")
+    if not pool:
+        pool = os.urandom(4096)
+    _random.pool = pool[16:]
+    return str(uuid.UUID(bytes=pool[:16], version=4))
+
+
+def _forget_random() -> None:
+    global _random
+    _random = threading.local()
+
+
 def dumps(obj: Any) -> bytes:
     """Compact JSON as bytes. ASCII-escaped so any string (even a lone
     surrogate) can be stored; values JSON cannot hold are written as text
@@ -50,11 +73,27 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+#: Temp names are unique without a syscall per write: a random prefix per
+#: process (so a dead process's leftovers never collide) and a counter.
+_TMP_PREFIX = secrets.token_hex(6)
+_tmp_numbers = itertools.count()
+
+
+def _new_tmp_prefix() -> None:
+    global _TMP_PREFIX
+    _TMP_PREFIX = secrets.token_hex(6)
+
+
+# dramatiq forks its worker processes: each must make names and ids of its own.
+os.register_at_fork(after_in_child=_new_tmp_prefix)
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def atomic_write(path: Path, data: bytes | Iterable[bytes], *, fsync: bool = False) -> None:
     """Replace `path` with `data` (bytes, or chunks of bytes written as they
     come) so readers see the old or the new content, never a mix: write a
     temp file in the same folder, then rename it over."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(f".{path.name}.{_TMP_PREFIX}{next(_tmp_numbers)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         try:
@@ -92,6 +131,8 @@ def complete_size(fd: int, size: int, block: int = 16384) -> int:
     """Where the last whole line of the first `size` bytes of `fd` ends (just
     past its newline); 0 if there is none. Usually one 1-byte read: a file
     that ends with a newline ends there."""
+    if size > 0 and os.pread(fd, 1, size - 1) == b"\n":
+        return size  # the usual case, without reading a whole block
     end = size
     while end > 0:
         start = max(end - block, 0)

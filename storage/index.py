@@ -67,6 +67,7 @@ from typing import Callable, Iterable
 from . import files
 from .files import canonical_id
 from .journal import Snapshot, consume, record_of
+from .journallock import JournalLock
 from .table import IndexTable
 
 log = logging.getLogger("aipy.storage")
@@ -89,12 +90,12 @@ class TaskIndex:
         self._discard_orphan = discard_orphan  # a folder without task.json, a gone task's workspace
         self._fsync = fsync
         self._mutex = threading.Lock()         # guards the snapshot
-        self._file_thread_lock = threading.Lock()
+        self._lock = JournalLock(self._lock_path)  # its descriptor kept open: see journallock.py
         self._snap: Snapshot | None = None
         self._reconciled = False
 
     def _file_lock(self):
-        return files.flocked(self._lock_path, self._file_thread_lock)
+        return self._lock.held()
 
     # -- writing ---------------------------------------------------------
 
@@ -164,6 +165,7 @@ class TaskIndex:
             self._compact_if_worth_it()
 
     def close(self) -> None:
+        self._lock.close()
         with self._mutex:
             if self._snap is not None:
                 self._snap.handle.close()

@@ -48,11 +48,33 @@ VERSION_FILE = "layout-version"
 _UPGRADE_THREAD_LOCK = threading.Lock()
 
 
-def make_dir(path: Path, mode: int) -> None:
+def make_dir(path: Path, mode: int, umask: int | None = None) -> None:
     """Create the folder `path` with exactly `mode`, whatever the umask;
-    FileExistsError if it exists."""
+    FileExistsError if it exists. Given the process's `umask` (see
+    `read_umask`), the chmod is left out when it took no bit of `mode`."""
     os.mkdir(path, mode)
-    os.chmod(path, mode)
+    fix_mode(path, mode, umask)
+
+
+def fix_mode(path: Path, mode: int, umask: int | None = None) -> None:
+    """Give a folder just made with `mode` all of it, if `umask` (None:
+    unknown) may have taken any. Skipping the chmod matters under load:
+    each syscall hands the GIL to another thread."""
+    if umask is None or umask & mode:
+        os.chmod(path, mode)
+
+
+def read_umask() -> int | None:
+    """The process's umask as Linux shows it, without setting it (os.umask
+    would, racing threads that create files meanwhile); None if unknown."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def ensure_dir(path: Path, mode: int) -> None:

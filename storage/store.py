@@ -30,11 +30,10 @@ import json
 import logging
 import os
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from . import eventlog, files, layout, workspace_copy
 from .changes import StatusChanges
@@ -45,30 +44,25 @@ from .index import TaskIndex
 from .journal import record_of
 from .queries import IndexedQueries
 from .results import build_result
+from .statecache import CachedState, StateCache
 from .states import new_state, state_problem
 from .times import format_ts, system_clock
 from .trash import Trash
 from .uploads import WorkspaceUploads
 
 log = logging.getLogger("aipy.storage")
-
-#: States kept by `get` before the cache starts over (a few MB at most).
-STATE_CACHE_SIZE = 4096
+T = TypeVar("T")
 
 #: A folder without task.json this much older than now is the remains of a
 #: process killed mid-create, not a create in progress; it is removed.
 ORPHAN_AGE_S = 600.0
 
 
-def _new_uuid() -> str:
-    return str(uuid.uuid4())
-
-
 class TaskStore(IndexedQueries, StatusChanges, WorkspaceUploads):
     """All tasks under one data folder."""
 
     def __init__(self, root: Path | str, *, clock: Callable[[], datetime] = system_clock,
-                 new_id: Callable[[], str] = _new_uuid, fsync: bool = False,
+                 new_id: Callable[[], str] = files.new_uuid, fsync: bool = False,
                  workspaces: Path | str | None = None):
         """Open (creating or upgrading) the data folder `root`. `workspaces`
         is where the task workspaces live (default ``<root>/workspaces``);
@@ -76,12 +70,14 @@ class TaskStore(IndexedQueries, StatusChanges, WorkspaceUploads):
         tests; `fsync` (default False) flushes every write to the disk."""
         self.root = Path(root)
         self.tasks_dir = self.root / "tasks"
+        self._tasks_path = str(self.tasks_dir)
         self.trash_dir = self.root / "trash"
         self.workspaces_dir = Path(workspaces) if workspaces is not None else self.root / "workspaces"
         self._clock = clock
         self._new_id = new_id
         self._fsync = fsync
-        self._states: dict[str, tuple[tuple, bytes]] = {}  # task id -> (stat key, task.json bytes)
+        self._umask = layout.read_umask()  # as at open: a process that changes it later opens a new store
+        self._states = StateCache()
         try:
             layout.prepare(self.root, self.workspaces_dir)
             workspace_trash = layout.workspace_trash(self.trash_dir, self.workspaces_dir)
@@ -117,10 +113,9 @@ class TaskStore(IndexedQueries, StatusChanges, WorkspaceUploads):
         return format_ts(self._clock())
 
     def _read(self, task_id: str, folder: Path) -> dict:
-        path = folder / "task.json"
-        return self._parse(task_id, path, path.read_bytes())
+        return self._parse(task_id, folder / "task.json", (folder / "task.json").read_bytes())
 
-    def _parse(self, task_id: str, path: Path, raw: bytes) -> dict:
+    def _parse(self, task_id: str, path: Path | str, raw: bytes) -> dict:
         try:
             state = json.loads(raw)
         except ValueError:
@@ -170,8 +165,8 @@ class TaskStore(IndexedQueries, StatusChanges, WorkspaceUploads):
         # written leaves a folder without it, which the index's repair pass
         # removes with the workspace (see _discard_orphan).
         try:
-            os.chmod(folder, layout.STATE_MODE)
-            layout.make_dir(self.workspaces_dir / task_id, layout.WORKSPACE_MODE)
+            layout.fix_mode(folder, layout.STATE_MODE, self._umask)
+            layout.make_dir(self.workspaces_dir / task_id, layout.WORKSPACE_MODE, self._umask)
             os.close(os.open(folder / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
             self._write(folder, state)
             self.index.append([record_of(state)])
@@ -183,23 +178,25 @@ class TaskStore(IndexedQueries, StatusChanges, WorkspaceUploads):
         return state
 
     def get(self, task_id: object) -> dict:
-        """The task's state, fresh. While task.json is unchanged (every write
-        replaces it, so its inode changes) this costs one stat: reading the
-        file anew is the slow part of a status request under load."""
-        canonical, folder = self._folder(task_id)
-        path = folder / "task.json"
-        with self._guard("read the state", canonical):
-            stat = os.stat(path)
-            key = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
-            cached = self._states.get(canonical)
-            if cached is not None and cached[0] == key:
-                return json.loads(cached[1])  # a new dict each time: callers may change theirs
-            raw = path.read_bytes()
-            state = self._parse(canonical, path, raw)
-        if len(self._states) > STATE_CACHE_SIZE:
-            self._states.clear()
-        self._states[canonical] = (key, raw)
-        return state
+        """The task's state, fresh: one stat while task.json is unchanged."""
+        entry, state = self._cached(task_id)
+        return state if state is not None else entry.state()
+
+    def get_view(self, task_id: object, render: Callable[[dict], T]) -> T:
+        """`render(state)` of the task's fresh state, rendered once per
+        version of task.json (a module-level function: it keys the cache)."""
+        return self._cached(task_id)[0].view(render)
+
+    def _cached(self, task_id: object) -> tuple[CachedState, dict | None]:
+        if (canonical := canonical_id(task_id)) is None:
+            raise TaskNotFound(task_id)
+        path = f"{self._tasks_path}/{canonical}/task.json"  # a str: pathlib costs more than the stat
+        try:  # not _guard: a context manager costs as much as the stat
+            return self._states.read(canonical, path, lambda raw: self._parse(canonical, path, raw))
+        except (FileNotFoundError, NotADirectoryError):
+            raise TaskNotFound(canonical) from None
+        except OSError as exc:
+            raise storage_error(f"read the state for task {canonical}", exc) from exc
 
     def workspace(self, task_id: object) -> Path:
         """The task's workspace, ``<workspaces>/<id>``; TaskNotFound when the

@@ -163,10 +163,10 @@ def test_idempotency_keys_make_their_folder_private(tmp_path):
 def _fail_workspace_mkdir(monkeypatch, store):
     real = storage_layout.make_dir
 
-    def make_dir(path, mode):
+    def make_dir(path, mode, *rest):
         if path.parent.name == "workspaces":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(path, mode)
+        real(path, mode, *rest)
 
     monkeypatch.setattr(storage_layout, "make_dir", make_dir)
 
