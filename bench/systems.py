@@ -59,6 +59,18 @@ def _answer(body: dict, delay_s: float, blocks: bool) -> Reply:
 
 
 @contextlib.contextmanager
+def _serving(process: subprocess.Popen, port: int) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(URL, process) once the server started as `process` answers on
+    `port`; stopped, by its PID, when the block ends."""
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+        yield url, process
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
 def fake_llm(delay_s: float = 0.0, blocks: bool = True) -> Iterator[FakeLLM]:
     """The fake LLM, each reply sent after `delay_s` seconds (default 0);
     with `blocks` False every task ends in one round with no block."""
@@ -108,12 +120,8 @@ def ours(llm: FakeLLM, scratch: Path, workers: int = 4, **env: str) -> Iterator[
                           AIPYTHON_WORKERS=str(workers), **env)
     process = _start([sys.executable, "-m", "app", "--agent", "--port", str(port)], environ, ROOT,
                      scratch / "ours.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
-        yield url, process
-    finally:
-        stop(process)
+    with _serving(process, port) as served:
+        yield served
 
 
 @contextlib.contextmanager
@@ -168,9 +176,5 @@ def peer(llm: FakeLLM, scratch: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     environ.update(HOME=str(home), NO_PROXY="127.0.0.1", AIPY_PORT=str(port))
     process = _start([str(PEER_PYTHON), "-m", "aipyapp", "-c", str(config_dir), "agent"],
                      environ, home, scratch / "peer.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
-        yield url, process
-    finally:
-        stop(process)
+    with _serving(process, port) as served:
+        yield served
