@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from .exec_result import ExecResult
+from .prompt import render_result
 from .providers import Turn
 
 #: What replaces a result cut to fit the budget.
@@ -91,14 +93,12 @@ def task_turns(instruction: str, events: Iterable[dict], lang: str = "en") -> li
 
 
 def _result_text(content: dict) -> str:
-    result = content.get("result") if isinstance(content.get("result"), dict) else {}
-    head = f"{content.get('block_name')} ({content.get('language')}): {result.get('status')}"
-    if result.get("returncode") is not None:
-        head += f", exit code {result['returncode']}"
-    body = str(result.get("output") or "(no output)").rstrip()
-    if len(body) > MAX_RESULT_CHARS:
-        body = body[:MAX_RESULT_CHARS] + "\n[…]"
-    return f"{head}\n{body}"
+    """A block's result as the model saw it when it ran (prompt.render_result),
+    cut at MAX_RESULT_CHARS."""
+    result = content.get("result")
+    text = render_result(str(content.get("block_name")), str(content.get("language")),
+                         ExecResult.from_dict(result if isinstance(result, dict) else {}))
+    return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n[…]"
 
 
 def fit(tasks: Sequence[list[Turn]], budget_chars: int, lang: str = "en") -> History:

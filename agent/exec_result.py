@@ -27,6 +27,22 @@ class ExecResult:
     value: str | None = None    # repr of a final bare expression (kernel mode), capped like stdout
     notice: str | None = None   # what the runtime tells the model, e.g. that the Python state was lost
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExecResult":
+        """A result as an `exec_result` event recorded it (`to_dict`); a
+        field missing or of the wrong type, in a log written by something
+        else, reads as empty."""
+        def text(name: str) -> str:
+            value = data.get(name)
+            return value if isinstance(value, str) else ""
+
+        def number(name: str) -> int | None:
+            value = data.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        return cls(text("status"), text("output"), text("stdout"), text("stderr"), number("returncode"),
+                   number("duration_ms") or 0, value=text("value") or None, notice=text("notice") or None)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         del data["not_started"]
