@@ -115,20 +115,29 @@ class RequestOriginGuard:
             return
         if is_json_type(req.content_type):
             return
-        declared = (req.content_type or "").split(";")[0].strip()
         takes_forms = (req.method, req.path) in self.form_routes
-        if takes_forms and declared.lower() == "multipart/form-data":
+        if takes_forms and is_multipart(req.content_type):
             return
+        declared = (req.content_type or "").split(";")[0].strip()
         raise falcon.HTTPUnsupportedMediaType(description=(
             f"send a JSON body with the header Content-Type: application/json, or no body at all "
             f"(got {declared or 'none'!r})" + ("; with files, send multipart/form-data" if takes_forms else "")))
 
 
+def media_type(content_type: str | None) -> str:
+    """A Content-Type's media type, lower case, without parameters."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
 def is_json_type(content_type: str | None) -> bool:
     """application/json or application/<anything>+json, parameters ignored."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    kind, _, subtype = media.partition("/")
+    kind, _, subtype = media_type(content_type).partition("/")
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def is_multipart(content_type: str | None) -> bool:
+    """multipart/form-data, parameters (the boundary) ignored."""
+    return media_type(content_type) == "multipart/form-data"
 
 
 def host_name(host: str) -> str:

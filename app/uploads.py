@@ -34,7 +34,6 @@ from .models import FileUpload, TaskSubmission
 from .requests import RequestLimits, parse_json, validated
 from .service import Upload
 
-MULTIPART = "multipart/form-data"
 #: The part of a multipart submit that holds the JSON body.
 TASK_PART = "task"
 #: What a multipart submit may send as form fields (files come as parts),
@@ -58,10 +57,6 @@ PATH_PATTERN = (r"^(?!(?:.*/)?\.\.(?:/|$))(?!(?:\./)*\.$)"
 #: Base64 as `decode_base64` takes it: standard alphabet, padded, no line breaks.
 BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 _BASE64 = re.compile(BASE64_PATTERN)
-
-
-def is_multipart(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() == MULTIPART
 
 
 def checked_path(name: str) -> str:

@@ -8,9 +8,10 @@ import falcon
 from storage import STATUSES
 
 from ..models import CancelResponse, TaskList, TaskResult, TaskSubmission, shape, status_body
+from ..origin import is_multipart
 from ..requests import RequestLimits, idempotency_key, int_param, json_body, wait_param
 from ..service import TaskService
-from ..uploads import is_multipart, json_uploads, read_multipart
+from ..uploads import json_uploads, read_multipart
 
 SUBMITTED = "Task submitted successfully"
 REPEATED = "Task already submitted with this Idempotency-Key"
