@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -41,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import probes  # noqa: E402  (beside this script)
 from tests.polling import wait_until  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -109,30 +109,20 @@ def start(code: str, threads: int, *extra: str, extra_env: dict | None = None) -
     return process, f"http://127.0.0.1:{port}"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wrk(url: str, seconds: float, connections: int, script: str | None = None) -> tuple[float, int]:
-    """(requests per second, requests made) of one wrk run on `url`."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", url]
-    if script:
-        command[1:1] = ["-s", script]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if errors:
-        sys.exit(f"{url}: {errors.group(1)} error responses; the numbers would mean nothing")
-    made = int(re.search(r"(\d+) requests in", output).group(1))
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), made
+    """(requests per second, requests made) of one wrk run on `url`; exits
+    when any answer was an error, since the numbers would mean nothing."""
+    run = probes.wrk(url, seconds, connections, script)
+    if run.errors:
+        sys.exit(f"{url}: {run.errors} error responses; the numbers would mean nothing")
+    return run.rps, run.made
 
 
 def measure(process: subprocess.Popen, url: str, args: argparse.Namespace, script: str | None = None) -> tuple[float, float]:
     """(requests per second, the server's CPU microseconds per request)."""
-    before = cpu_seconds(process.pid)
+    before = probes.cpu_seconds(process.pid)
     rps, made = wrk(url, args.seconds, args.connections, script)
-    return rps, (cpu_seconds(process.pid) - before) * 1e6 / max(made, 1)
+    return rps, (probes.cpu_seconds(process.pid) - before) * 1e6 / max(made, 1)
 
 
 def seed_task(url: str) -> str:

@@ -18,36 +18,25 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import free_port  # noqa: E402
+import probes  # noqa: E402  (beside this script)
+from systems import stop  # noqa: E402
+from tests.polling import wait_until  # noqa: E402
+from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 TARGET_SERVER = 0.2  # % of a core
 TARGET_WORKER = 0.5
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """The CPU time `pid` has used, all its threads (user + system)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def threads(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return 0
 
 
 def start(args: list[str], env: dict, name: str) -> subprocess.Popen:
@@ -55,26 +44,16 @@ def start(args: list[str], env: dict, name: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
+def answering(check) -> Callable[[], bool]:
+    """`check` for wait_until, where an exception means "not up yet" (a
+    refused connection, a missing key)."""
+    def probe() -> bool:
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+            return bool(check())
+        except Exception:
+            return False
 
-
-def wait_until(check, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # not up yet: a refused connection, a missing key
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}")
+    return probe
 
 
 def service_env(scratch: Path, name: str, **extra: str) -> dict:
@@ -87,12 +66,12 @@ def service_env(scratch: Path, name: str, **extra: str) -> dict:
 def measure(pids: dict[str, int], window: float, redis_client=None) -> dict:
     """CPU share (% of a core) of each pid over `window` seconds, and Redis's
     commands per second (without this function's own two INFO calls)."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: probes.cpu_seconds(pid) for name, pid in pids.items()}
     commands = redis_client.info("stats")["total_commands_processed"] if redis_client else 0
     began = time.monotonic()
     time.sleep(window)
     elapsed = time.monotonic() - began
-    shares = {name: (cpu_seconds(pid) - before[name]) / elapsed * 100 for name, pid in pids.items()}
+    shares = {name: (probes.cpu_seconds(pid) - before[name]) / elapsed * 100 for name, pid in pids.items()}
     if redis_client:
         done = redis_client.info("stats")["total_commands_processed"] - commands - 1
         shares["redis_commands_per_s"] = done / elapsed
@@ -107,44 +86,39 @@ def bench_embedded(scratch: Path, settle: float, window: float) -> None:
     port = free_port()
     server = start(["-m", "app", "--agent", "--port", str(port)], service_env(scratch, "embedded"), "embedded")
     try:
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200,
-                   "the embedded server")
+        wait_until(answering(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200),
+                   timeout=60, what="the embedded server", every=0.2)
         time.sleep(settle)
         share = measure({"server": server.pid}, window)["server"]
-        print(f"embedded server idle: {share:5.2f} % of a core, {threads(server.pid)} threads   "
+        print(f"embedded server idle: {share:5.2f} % of a core, {probes.threads(server.pid)} threads   "
               f"(target <= {TARGET_SERVER} %: {verdict(share, TARGET_SERVER)})")
     finally:
         stop(server)
 
 
 def bench_redis_worker(scratch: Path, settle: float, window: float) -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         print("redis worker idle: skipped (no redis-server)")
         return
     import redis
 
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(scratch)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis_server = RedisServer(scratch)
     worker = None
     try:
-        client = redis.Redis.from_url(url, socket_timeout=2)
-        wait_until(client.ping, "redis-server")
-        worker = start(["-m", "actors.worker"], service_env(scratch, "redis", REDIS_URL=url), "worker")
-        wait_until(lambda: client.zcard("dramatiq:__heartbeats__") > 0, "the worker's first fetch")
+        client = redis.Redis.from_url(redis_server.url, socket_timeout=2)
+        worker = start(["-m", "actors.worker"], service_env(scratch, "redis", REDIS_URL=redis_server.url), "worker")
+        wait_until(answering(lambda: client.zcard("dramatiq:__heartbeats__") > 0), timeout=60,
+                   what="the worker's first fetch", every=0.2)
         time.sleep(settle)
-        shares = measure({"worker": worker.pid, "redis-server": server.pid}, window, client)
-        print(f"redis worker idle:    {shares['worker']:5.2f} % of a core, {threads(worker.pid)} threads   "
+        shares = measure({"worker": worker.pid, "redis-server": redis_server.process.pid}, window, client)
+        print(f"redis worker idle:    {shares['worker']:5.2f} % of a core, {probes.threads(worker.pid)} threads   "
               f"(target <= {TARGET_WORKER} %: {verdict(shares['worker'], TARGET_WORKER)})")
         print(f"  redis-server meanwhile: {shares['redis-server']:5.2f} % of a core, "
               f"{shares['redis_commands_per_s']:.1f} commands/s")
     finally:
         if worker is not None:
             stop(worker)
-        stop(server)
+        redis_server.stop()
 
 
 def main() -> None:

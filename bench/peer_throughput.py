@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load  # noqa: E402
+import probes  # noqa: E402
 import systems  # noqa: E402
 
 POST_SCRIPT = """
@@ -32,13 +31,6 @@ wrk.method = "POST"
 wrk.body = '{"instruction": "benchmark task", "metadata": {"source": "bench"}}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def wrk(url: str, seconds: float, connections: int, script: Path | None = None) -> float:
-    """Requests/s that wrk reached (2 threads, keep-alive)."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", *(["-s", str(script)] if script else []), url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
 
 
 def measure(seconds: float = 5, connections: int = 32) -> dict:
@@ -53,9 +45,9 @@ def measure(seconds: float = 5, connections: int = 32) -> dict:
             with httpx.Client(timeout=30) as client:
                 task_id = load.submit(client, url)
                 load.wait_final(client, url, task_id)
-            wrk(f"{url}/tasks/{task_id}", 1, connections)  # warm up
-            get_rps = wrk(f"{url}/tasks/{task_id}", seconds, connections)
-            post_rps = wrk(f"{url}/tasks", seconds, connections, script)
+            probes.wrk(f"{url}/tasks/{task_id}", 1, connections)  # warm up
+            get_rps = probes.wrk(f"{url}/tasks/{task_id}", seconds, connections).rps
+            post_rps = probes.wrk(f"{url}/tasks", seconds, connections, script).rps
     return {"get_rps": get_rps, "post_rps": post_rps}
 
 
