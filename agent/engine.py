@@ -104,13 +104,8 @@ class Engine:
         """Run one task. `history`: the conversation it continues (a
         follow-up's earlier turns, see context.py); `given_files`: the files
         handed in with it (`{"path", "size"}`), which its first message names."""
-        run = _Run(self, instruction, Path(workspace), emit, cancelled)
-        first = with_files_note(instruction, given_files, self.settings.lang)
-        if history is not None and history.turns:
-            first = f"{history.note(self.settings.lang)}\n\n{first}"
-            run.turns = [*history.turns, Turn("user", first)]
-        else:
-            run.turns = [Turn("user", first)]
+        run = _Run(self, _opening(instruction, history, given_files, self.settings.lang), Path(workspace), emit,
+                   cancelled)
         emit("task_start", {"instruction": instruction, "task_id": task_id})
         try:
             # The session holds the task's sandbox identity for all its
@@ -137,6 +132,16 @@ class Engine:
         return outcome
 
 
+def _opening(instruction: str, history: History | None, given_files: Sequence[dict], lang: str) -> list[Turn]:
+    """The conversation a run starts with: a follow-up's earlier turns, if
+    any, then the instruction, with the note on the history and the list of
+    files given."""
+    first = with_files_note(instruction, given_files, lang)
+    if history is None or not history.turns:
+        return [Turn("user", first)]
+    return [*history.turns, Turn("user", f"{history.note(lang)}\n\n{first}")]
+
+
 class SandboxFailed(Exception):
     """The sandbox could not start a block: the task fails, the model is not
     asked to work around a broken sandbox."""
@@ -147,7 +152,7 @@ class _Run:
 
     session: ExecSession
 
-    def __init__(self, engine: Engine, instruction: str, workspace: Path, emit: EventSink, cancelled: CancelProbe):
+    def __init__(self, engine: Engine, turns: list[Turn], workspace: Path, emit: EventSink, cancelled: CancelProbe):
         self.engine = engine
         self.settings = engine.settings
         self.workspace = workspace
@@ -155,7 +160,7 @@ class _Run:
         self.cancel_requested = cancelled
         self.deadline = time.monotonic() + engine.settings.task_timeout_s
         self.stop_error: str | None = None
-        self.turns: list[Turn] = [Turn("user", instruction)]
+        self.turns = turns
         self.rounds = 0
         self.blocks = 0
         self.usage = Usage()
