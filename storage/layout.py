@@ -39,6 +39,10 @@ ROOT_MODE = 0o711
 STATE_MODE = 0o700
 WORKSPACES_MODE = 0o711
 WORKSPACE_MODE = 0o700
+#: Files and folders the service puts in a workspace (uploads, a follow-up's
+#: copy): its own until the task's first block hands them to its uid.
+GIVEN_FILE_MODE = 0o644
+GIVEN_FOLDER_MODE = 0o755
 
 #: The layout this code writes; 1.0.0 data folders have no marker.
 VERSION = 2

@@ -24,12 +24,10 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
+from . import layout
+from .files import CREATE_NEW, OPEN_FOLDER, write_all
 from .errors import StorageError, storage_error
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_MODE = 0o644
-FOLDER_MODE = 0o755
 
 
 class UploadConflict(StorageError):
@@ -59,7 +57,7 @@ class WorkspaceUploads:
 def write_files(workspace: str, files: Iterable[tuple[str, bytes]], *, fsync: bool = False) -> int:
     """Write each (path, bytes) into the folder `workspace`; how many were
     written. OSError when the disk refuses (full, read-only)."""
-    root = os.open(workspace, _DIR)
+    root = os.open(workspace, OPEN_FOLDER)
     written = 0
     try:
         for path, data in files:
@@ -97,19 +95,19 @@ def _enter(parent: int, name: str, path: str) -> int:
     """The folder `name` inside `parent`, made if missing, opened without
     following a link."""
     try:
-        os.mkdir(name, FOLDER_MODE, dir_fd=parent)
+        os.mkdir(name, layout.GIVEN_FOLDER_MODE, dir_fd=parent)
         made = True
     except FileExistsError:
         made = False
     try:
-        fd = os.open(name, _DIR, dir_fd=parent)
+        fd = os.open(name, OPEN_FOLDER, dir_fd=parent)
     except OSError as exc:
         if exc.errno in (errno.ENOTDIR, errno.ELOOP):
             raise UploadConflict(f"cannot save the uploaded file {path!r}: {name!r} is already a file "
                                  "(a file of the previous task)") from None
         raise
     if made:
-        os.fchmod(fd, FOLDER_MODE)
+        os.fchmod(fd, layout.GIVEN_FOLDER_MODE)
     return fd
 
 
@@ -123,12 +121,10 @@ def _replace(parent: int, name: str, data: bytes, path: str, fsync: bool) -> Non
     except IsADirectoryError:
         raise UploadConflict(f"cannot save the uploaded file {path!r}: a folder of that name is already "
                              "there (a folder of the previous task)") from None
-    fd = os.open(name, _NEW_FILE, FILE_MODE, dir_fd=parent)
+    fd = os.open(name, CREATE_NEW, layout.GIVEN_FILE_MODE, dir_fd=parent)
     try:
-        os.fchmod(fd, FILE_MODE)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        os.fchmod(fd, layout.GIVEN_FILE_MODE)
+        write_all(fd, data)
         if fsync:
             os.fsync(fd)
     finally:

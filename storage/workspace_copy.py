@@ -16,11 +16,11 @@ import logging
 import os
 import stat
 
+from . import files, layout
+
 log = logging.getLogger("aipy.storage")
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: Deeper folders are left out (a workspace nested this deep is hostile).
 MAX_DEPTH = 64
@@ -30,8 +30,8 @@ def copy_tree(source: str, target: str) -> int:
     """Copy the folders and regular files of `source` into the existing,
     empty folder `target`; returns how many files were copied. Raises
     OSError when the target cannot be written (a full disk)."""
-    src = os.open(source, _DIR)
-    dst = os.open(target, _DIR)
+    src = os.open(source, files.OPEN_FOLDER)
+    dst = os.open(target, files.OPEN_FOLDER)
     try:
         return _copy_folder(src, dst, 0)
     finally:
@@ -56,14 +56,14 @@ def _copy_folder(src: int, dst: int, depth: int) -> int:
 
 def _copy_subfolder(src: int, dst: int, name: str, depth: int) -> int:
     try:
-        inner_src = os.open(name, _DIR, dir_fd=src)
+        inner_src = os.open(name, files.OPEN_FOLDER, dir_fd=src)
     except OSError:  # replaced by a link or removed meanwhile
         return 0
     try:
-        os.mkdir(name, 0o755, dir_fd=dst)
-        inner_dst = os.open(name, _DIR, dir_fd=dst)
+        os.mkdir(name, layout.GIVEN_FOLDER_MODE, dir_fd=dst)
+        inner_dst = os.open(name, files.OPEN_FOLDER, dir_fd=dst)
         try:
-            os.chmod(inner_dst, 0o755)
+            os.chmod(inner_dst, layout.GIVEN_FOLDER_MODE)
             return _copy_folder(inner_src, inner_dst, depth + 1)
         finally:
             os.close(inner_dst)
@@ -80,9 +80,9 @@ def _copy_file(src: int, dst: int, name: str) -> int:
         info = os.fstat(fd_in)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             return 0
-        fd_out = os.open(name, _NEW_FILE, 0o644, dir_fd=dst)
+        fd_out = os.open(name, files.CREATE_NEW, layout.GIVEN_FILE_MODE, dir_fd=dst)
         try:
-            os.fchmod(fd_out, 0o644)
+            os.fchmod(fd_out, layout.GIVEN_FILE_MODE)
             offset = 0
             while offset < info.st_size:
                 sent = os.sendfile(fd_out, fd_in, offset, info.st_size - offset)
