@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from agent import Engine, ExecLimits, Executor, Provider, Sandbox, make_provider, sandbox_for
+from agent import Engine, ExecLimits, Executor, Provider, Sandbox, WarmKernels, make_provider, sandbox_for
 from config import AppConfig
 from config.models import EngineSettings
 
@@ -21,6 +21,7 @@ class EngineFactory:
         self.workspaces_dir = workspaces_dir
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
+        self._warm: WarmKernels | None = None
 
     def provider(self, name: str | None) -> Provider:
         """The provider called `name` (None: the default). KeyError names
@@ -55,5 +56,21 @@ class EngineFactory:
             update["task_timeout_s"] = options["timeout_s"]
         settings = settings.model_copy(update=update)
         role = options.get("role") or self.config.role
-        executor = Executor(ExecLimits.from_settings(settings), self.sandbox())
+        executor = Executor(ExecLimits.from_settings(settings), self.sandbox(), warm=self._warm)
         return Engine(self.provider(options.get("llm")), settings, role=role, executor=executor)
+
+    def start_warm_kernels(self) -> None:
+        """Keep `engine.warm_kernels` kernels ready for this process's tasks
+        (a worker's: they are tied to the process that starts them)."""
+        settings = self.engine_settings()
+        if self._warm is not None or not settings.warm_kernels or settings.python_state != "kernel" \
+                or self.workspaces_dir is None:
+            return
+        executor = Executor(ExecLimits.from_settings(settings), self.sandbox())
+        self._warm = WarmKernels(executor, self.workspaces_dir, settings.warm_kernels)
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """End the kernels kept ready that no task took."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            warm.close(timeout_s)

@@ -101,6 +101,7 @@ class TaskSystem:
         """Consume tasks in this process with `threads` worker threads.
         Raises SandboxUnavailable when no sandbox tier can run code here."""
         self.engines.sandbox()
+        self.engines.start_warm_kernels()
         # Before consuming: send again what a Redis that came back empty lost
         # (embedded: recover() has just queued every pending task, so this finds none).
         Reconciler.from_settings(self.store, self.pipeline.run_task, self.settings).run_once()
@@ -131,4 +132,5 @@ class TaskSystem:
         if self.worker is not None:
             self.worker.stop(timeout=int(timeout_s * 1000))
             self.worker = None
+        self.engines.close()
         self.broker.close()

@@ -8,6 +8,7 @@ from .executor import Executor, sandbox_for
 from .limits import ExecLimits
 from .providers import LLMError, Provider, make_provider
 from .sandbox import Sandbox, SandboxUnavailable, protect_from_children
+from .warm_kernels import WarmKernels
 from config.models import EngineSettings, LLMSettings, ProviderSettings
 
 EVENT_TYPES = ("task_start", "llm_response", "exec_start", "exec_result", "error", "task_end")
@@ -34,4 +35,5 @@ __all__ = [
     "protect_from_children",
     "sandbox_for",
     "task_turns",
+    "WarmKernels",
 ]

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 #: Bytes of the sandbox's handshake kept: "1", or "!" and why it failed.
 _HANDSHAKE_CAP = 4096
 
+#: coreutils' nice, which starts a program at a given niceness.
+_NICE = shutil.which("nice", path="/usr/bin:/bin")
+
 
 def canonical_language(language: str) -> str:
     """The name a block's language is known by here ("py" is "python")."""
@@ -55,6 +58,9 @@ class ExecSession:
         self.kernel: Kernel | None = None
         #: A kernel ended with a block: the next Python block says so.
         self.kernel_lost = False
+        #: The niceness what this session starts runs at: a kernel started
+        #: ahead of its task yields the CPU to tasks' work (warm_kernels.py).
+        self.niceness = 0
 
     def run(self, language: str, code: str, *, filename: str | None = None,
             cancelled: Callable[[], bool] = lambda: False) -> ExecResult:
@@ -74,6 +80,8 @@ class ExecSession:
                                     f"inside the workspace", started)
         if cancelled():
             return ExecResult("cancelled", "[cancelled before start]", "", "", None, 0)
+        if lang == "python" and self.limits.python_state == "kernel" and not self.session.opened:
+            self._take_warm_kernel()
         try:
             self.session.open()
         except (OSError, RuntimeError) as exc:  # no uid free, workspace unusable
@@ -107,18 +115,15 @@ class ExecSession:
         if self.kernel is not None and not self.kernel.alive():  # killed while it waited
             self._drop_kernel(lost=True)
         try:
-            scratch = self.kernel.scratch if self.kernel else self._kernel_scratch()
+            scratch = self.kernel.scratch if self.kernel else self.kernel_scratch()
         except OSError as exc:
             return self._not_started("python", f"could not prepare the kernel: {exc}", started)
         usage = DiskUsage((self.workspace, scratch), lim.workspace_bytes)
         watch = BlockWatch(started, lim.timeout_s, lim.poll_interval_s, cancelled, usage)
         if self.kernel is None:
-            spawn = functools.partial(self._start, "kernel", self.executor.interpreters["python"],
-                                      scratch / "kernel.py", scratch)
             try:
-                self.kernel = Kernel.start(self.session, spawn, watch, scratch)
+                self.start_kernel(scratch, watch)
             except KernelNotStarted as exc:
-                shutil.rmtree(scratch, ignore_errors=True)
                 if exc.status is None:
                     return self._not_started("python", str(exc), started)
                 return finished(exc.status, None, "", "", started, lim)
@@ -130,15 +135,48 @@ class ExecSession:
             return error_result(f"could not save the code block: {exc}", started)
         notice, self.kernel_lost = (LOST_NOTICE[lim.lang] if self.kernel_lost else None), False
         out, err = OutputCapture(lim.output_cap_bytes), OutputCapture(lim.output_cap_bytes)
-        request = {"file": str(script), "path0": str(self.workspace if script.parent == scratch else script.parent),
-                   "cwd": str(self.workspace), "cpu_s": lim.block_cpu_s}
+        seen = self.session.seen
+        request = {"file": str(seen(script)), "path0": str(seen(self.workspace if script.parent == scratch
+                                                              else script.parent)),
+                   "cwd": str(self.session.inside), "cpu_s": lim.block_cpu_s}
+        if self.kernel.blocks == 0:  # a warm kernel was started with its slot as HOME
+            request["home"] = str(self.session.inside)
         end = self.kernel.run(request, watch, out, err, lim.output_cap_bytes)
         if end.kernel_lost:
             self._drop_kernel(lost=True)
         return finished(end.status, end.returncode, out.text(), err.text(), started, lim, value=end.value,
                         notice=notice)
 
-    def _kernel_scratch(self) -> Path:
+    def start_kernel(self, scratch: Path, watch: BlockWatch) -> Kernel:
+        """Start the task's kernel in `scratch` (from `kernel_scratch`, which
+        is removed if it fails), waiting under `watch` until it is ready.
+        Raises KernelNotStarted."""
+        spawn = functools.partial(self._start, "kernel", self.executor.interpreters["python"],
+                                  scratch / "kernel.py", scratch)
+        try:
+            self.kernel = Kernel.start(self.session, spawn, watch, scratch)
+        except KernelNotStarted:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return self.kernel
+
+    def _take_warm_kernel(self) -> None:
+        """Before the task's first block, take a kernel that was started
+        for no task yet (warm_kernels.py), if one is ready and was started
+        with this task's limits: its session becomes this one."""
+        pool = self.executor.warm
+        warm = pool.take(self.limits) if pool is not None else None
+        if warm is None:
+            return
+        try:
+            self.session.adopt(warm.session)
+        except OSError:  # the workspace is gone: the task was deleted
+            pool.discard(warm)
+            return
+        self.kernel = warm.release()
+        self.kernel.session = self.session
+
+    def kernel_scratch(self) -> Path:
         """A new kernel's scratch folder (its TMPDIR, its program, the files
         of unnamed blocks), the task uid's."""
         scratch = Path(tempfile.mkdtemp(prefix="aipy-kernel-"))
@@ -184,7 +222,7 @@ class ExecSession:
         """Allow-list only: the server's LLM keys and tokens must never reach
         model-written code, which could print or exfiltrate them."""
         env = {k: os.environ[k] for k in self.limits.env_allow if k in os.environ}
-        env.update(HOME=str(self.workspace), TMPDIR=str(scratch), PYTHONIOENCODING="utf-8",
+        env.update(HOME=str(self.session.inside), TMPDIR=str(scratch), PYTHONIOENCODING="utf-8",
                    PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
         return env
 
@@ -242,13 +280,17 @@ class ExecSession:
         own; raises OSError when it cannot be started."""
         lim = self.limits
         kernel = lang == "kernel"
-        path0 = str(self.workspace if script.parent == scratch else script.parent)
+        seen = self.session.seen
+        self.session.starting()
+        path0 = str(seen(self.workspace if script.parent == scratch else script.parent))
         argv, user = self.executor.sandbox.command(
-            mode=lang if lang in ("python", "kernel") else interpreter, script=str(script), path0=path0,
+            mode=lang if lang in ("python", "kernel") else interpreter, script=str(seen(script)), path0=path0,
             limits=lim.kernel_rlimits() if kernel else lim.rlimits(), workspace=self.workspace, scratch=scratch,
             hide=list(lim.hide_paths), uid=self.session.uid, ready_fd=ready_w, tmp_bytes=lim.workspace_bytes,
-            control_fd=control_fd)
+            control_fd=control_fd, inside=self.session.inside)
         ids = {} if user is None else {"user": user, "group": user, "extra_groups": []}
+        if self.niceness and _NICE:  # set before it starts, so all it forks inherits it
+            argv = [_NICE, "-n", str(self.niceness), *argv]
         # A kernel's output goes to the pipes of each block (kernel.py); its
         # own stderr shows only why it could not start.
         return subprocess.Popen(argv, cwd=self.workspace, env=self._env(scratch), stdin=subprocess.DEVNULL,

@@ -24,7 +24,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from config.models import EngineSettings
 
@@ -32,6 +32,9 @@ from .exec_result import ExecResult, error_result
 from .exec_session import ExecSession, canonical_language
 from .limits import ExecLimits
 from .sandbox import Sandbox, choose_sandbox
+
+if TYPE_CHECKING:
+    from .warm_kernels import WarmKernels
 
 __all__ = ["ExecLimits", "ExecResult", "ExecSession", "Executor", "sandbox_for", "self_test"]
 
@@ -43,9 +46,13 @@ class Executor:
     those of a default `EngineSettings`; `sandbox` to the tier they ask for
     (see `sandbox_for`)."""
 
-    def __init__(self, limits: ExecLimits | None = None, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, limits: ExecLimits | None = None, sandbox: Sandbox | None = None,
+                 warm: WarmKernels | None = None) -> None:
         self.limits = limits or ExecLimits.from_settings(EngineSettings())
         self.sandbox = sandbox or sandbox_for(self.limits)
+        #: Kernels started ahead of their tasks, which a task's first Python
+        #: block takes when one is ready (warm_kernels.py); None: none kept.
+        self.warm = warm
         #: Language name -> the program that runs its blocks here.
         self.interpreters: dict[str, str] = {"python": self.sandbox.python}
         for shell in ("bash", "sh"):

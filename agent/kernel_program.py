@@ -11,13 +11,15 @@ fd `control`, one JSON object per line; the block's stdin stays /dev/null:
 
 - kernel -> server, once, when ready: {"pid": its pid in its pid namespace};
 - server -> kernel, per block: {"block": n, "file": path, "path0": folder,
-  "cwd": workspace, "cpu_s": seconds, "value_cap": bytes}, with two fds
+  "cwd": workspace, "cpu_s": seconds, "value_cap": bytes, and in the first
+  block's only, "home": the workspace for $HOME}, with two fds
   attached (SCM_RIGHTS): the write ends of the block's stdout and stderr;
 - kernel -> server, when the block is over: {"block": n, "exit": status,
   "value": repr of a final bare expression or null, "value_bytes": the
   repr's whole size in UTF-8 (the value is cut to value_cap bytes)};
-- server -> kernel: {"stop": true}: leave as an interpreter does (atexit
-  handlers, open files flushed); end of file on `control`: leave at once.
+- server -> kernel: {"stop": true}: leave as a script's end does (threads
+  joined, atexit handlers run, open files flushed; see _leave); end of file
+  on `control`: leave at once.
 
 A block runs in the main module's namespace (`__name__ == "__main__"`, the
 block's `__file__` and `sys.argv`), starting in the workspace, with fresh
@@ -28,6 +30,7 @@ nothing a block left behind can write into the next block's output.
 """
 
 import _ast
+import _io
 import _socket
 import array
 import importlib
@@ -55,7 +58,10 @@ def serve(control_fd, main):
         if request is None:
             os._exit(0)  # the server is gone
         if request.get("stop"):
-            return
+            # The socket stays open: it closes as the process exits, so the
+            # server's wait for end of file waits for all of _leave.
+            control.detach()
+            _leave()
         if len(fds) != 2:
             os._exit(1)  # no room for the block's streams (the code used up its open files)
         status, value = _run_block(request, fds, main, devnull, place)
@@ -65,6 +71,34 @@ def serve(control_fd, main):
             _send(control, dict(value, block=request["block"], exit=status))
         except OSError:
             os._exit(status)  # the code closed our end, or the server left
+
+
+def _leave():
+    """End as the task's script would end, without the interpreter's own
+    teardown of every module (which takes longer than a quick block): wait
+    for the threads the code left that are not daemons, run the atexit
+    handlers (weakref finalizers among them), flush every open file; then
+    exit at once."""
+    threading = sys.modules.get("threading")
+    if threading is not None and hasattr(threading, "_shutdown"):
+        try:
+            threading._shutdown()
+        except BaseException:
+            pass
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    import gc
+    for thing in gc.get_objects():
+        if isinstance(thing, _io._IOBase):  # the C base of every file: io.IOBase is an ABC, slow to test
+            try:
+                if not thing.closed:
+                    thing.flush()
+            except BaseException:  # a file of the code's that cannot flush: as at exit, it is lost
+                pass
+    os._exit(0)
 
 
 def _send(control, message):
@@ -159,6 +193,8 @@ def _enter(request, main, place):
     else:
         sys.path.insert(0, request["path0"])
     place["path0"] = request["path0"]
+    if "home" in request:  # the first block's: a kernel started ahead of its task learns its folder
+        os.environ["HOME"] = request["home"]
     os.chdir(request["cwd"])
     # Modules written by an earlier block (or this one) must be found now:
     # the path finders cache folder listings.

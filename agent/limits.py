@@ -86,3 +86,9 @@ class ExecLimits:
         kernel lives as long as its task. It lowers its own soft limit to
         `block_cpu_s` beyond what it used, for each block it runs."""
         return {**self.rlimits(), "RLIMIT_CPU": math.ceil(max(self.task_timeout_s, self.timeout_s)) + 1}
+
+    def kernel_start_key(self) -> tuple:
+        """What a kernel is started with: two limits with the same key may
+        share a kernel started before its task (warm_kernels.py)."""
+        return (tuple(self.kernel_rlimits().items()), self.workspace_bytes, self.env_allow, self.sandbox,
+                self.network, self.python, self.uids, self.hide_paths, self.python_state)

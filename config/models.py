@@ -69,6 +69,11 @@ class EngineSettings(BaseModel):
     #: notebook's cells do (variables, imports and open files carry over);
     #: "fresh": each Python block gets a new interpreter.
     python_state: Literal["kernel", "fresh"] = "kernel"
+    #: With python_state "kernel": how many kernels each worker process keeps
+    #: started and sandboxed ahead of its tasks, so that a task's first Python
+    #: block does not wait for one (each holds a uid and about 10 MB until a
+    #: task takes it); 0 starts every kernel with its task's first block.
+    warm_kernels: int = Field(2, ge=0, le=64)
 
     def sandbox_uids(self) -> range:
         """The uids a root service leases to tasks, one per running task."""

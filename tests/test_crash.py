@@ -4,10 +4,13 @@ reaches a final state that tells the truth."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 
+from agent import EngineSettings
+from agent.sandbox.identity import uids_with_processes
 from storage import TaskStore
 
 from .fake_llm import Block, Reply
@@ -73,6 +76,9 @@ def test_a_sigkilled_embedded_server_leaves_no_code_and_recovers_at_restart(proc
     server.send_signal(signal.SIGKILL)
     server.wait()
     assert gone_within(marker, 2.0), "the task's code outlived the server"
+    if os.geteuid() == 0:  # the kernels kept ready for later tasks went with it too
+        uids = EngineSettings().sandbox_uids()
+        wait_until(lambda: not uids_with_processes(uids), timeout=2.0, what="no process of a sandbox uid")
 
     group.start("-m", "app", "--agent", "--port", str(group.port))
     wait_until(lambda: group.status(task_id) == "error", timeout=FINAL_WITHIN_S,

@@ -185,6 +185,20 @@ def test_no_kernel_process_is_left_after_the_task(fake_llm, recorder, workspace,
     assert uid in range(1_200_000, 1_201_000) and processes_of(uid) == []
 
 
+def test_ending_the_task_flushes_open_files_and_runs_atexit_handlers(workspace, tier):
+    # The end of the task is the end of the kernel's script: what a script's
+    # exit would write is in the workspace when the task's end is recorded.
+    python = block_python() if tier == "process" else None
+    executor = Executor(ExecLimits.from_settings(EngineSettings(sandbox=tier, python=python)))
+    code = ("import atexit, time\nlog = open('unclosed.txt', 'w')\n_ = log.write('kept ' * 100)\n"
+            "def last():\n    time.sleep(0.2)\n    open('atexit.txt', 'w').write('ran')\natexit.register(last)\n")
+    with executor.session(workspace) as session:
+        assert session.run("python", code).status == "success"
+        assert (workspace / "unclosed.txt").read_text() == ""  # buffered until the script ends
+    assert (workspace / "unclosed.txt").read_text() == "kept " * 100
+    assert (workspace / "atexit.txt").read_text() == "ran"
+
+
 def test_the_fresh_setting_gives_each_block_a_new_interpreter(fake_llm, recorder, workspace, tier):
     fake_llm.script(Reply("Set.", blocks=[Block("python", "x = 1\nx\n")]),
                     Reply("Read.", blocks=[Block("python", "print('x' in globals())")]),

@@ -73,8 +73,10 @@ def _normalise_masks(masks: list[str]) -> list[str]:
 
 def bubblewrap_argv(bwrap: str, *, workspace: Path, scratch: Path, hide: list[str],
                     interpreter_roots: list[str], network: str, as_root: bool,
-                    tmp_bytes: int) -> list[str]:
-    """bwrap and its options, ending with "--": the block's command follows."""
+                    tmp_bytes: int, inside: Path | None = None) -> list[str]:
+    """bwrap and its options, ending with "--": the block's command follows.
+    The workspace is bound at `inside` (default: its own path), where the
+    task's code has seen it since its first block (see Session.inside)."""
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     if as_root:
@@ -85,7 +87,8 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, scratch: Path, hide: list[st
         argv.append("--unshare-net")
     argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
 
-    keep = [_real(r) for r in interpreter_roots] + [_real(workspace), _real(scratch)]
+    ws, seen, sc = _real(workspace), _real(inside or workspace), _real(scratch)
+    keep = [_real(r) for r in interpreter_roots] + [seen, sc]
     masks = [*DEFAULT_MASKS, *hide]
     masks += [a for a in map(_unsearchable_ancestor, keep) if a]
     masks = _normalise_masks(masks)
@@ -100,8 +103,7 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, scratch: Path, hide: list[st
     roots = [r for r in roots if not any(_inside(r, other) for other in roots)]
     for root in roots:
         argv += _bind_back(root, masks, "--ro-bind")
-    ws, sc = _real(workspace), _real(scratch)
-    argv += _bind_back(sc, masks, "--bind") + _bind_back(ws, masks, "--bind")
+    argv += _bind_back(sc, masks, "--bind") + _bind_back(ws, masks, "--bind", at=seen)
     # A mask is read-only once what it must show is bound inside: as a user
     # the tmpfs would be the block's own to fill (and to forge files in).
     for mask in masks:
@@ -112,14 +114,15 @@ def bubblewrap_argv(bwrap: str, *, workspace: Path, scratch: Path, hide: list[st
     return argv + ["--chdir", "/", "--"]
 
 
-def _bind_back(path: str, masks: list[str], how: str) -> list[str]:
-    """Bind `path` at its own place. Inside a mask, the folders leading to
-    it are made first, passable but not listable by all: bwrap would make
-    them 0700, which the task's uid could not pass through."""
+def _bind_back(path: str, masks: list[str], how: str, at: str | None = None) -> list[str]:
+    """Bind `path` at `at` (default: its own place). Inside a mask, the
+    folders leading there are made first, passable but not listable by all:
+    bwrap would make them 0700, which the task's uid could not pass through."""
+    at = at or path
     argv: list[str] = []
-    mask = next((m for m in masks if _inside(path, m)), None)
+    mask = next((m for m in masks if _inside(at, m)), None)
     if mask is not None:
-        parts = Path(path).relative_to(mask).parts
+        parts = Path(at).relative_to(mask).parts
         for depth in range(1, len(parts)):
             argv += ["--perms", "0711", "--dir", os.path.join(mask, *parts[:depth])]
-    return argv + [how, path, path]
+    return argv + [how, path, at]

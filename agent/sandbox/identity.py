@@ -128,14 +128,18 @@ def _real_uid(pid: str) -> int | None:
             text = fh.read()
     except OSError:
         return None
-    uid = None
-    for line in text.split(b"\n"):
-        if line.startswith(b"State:") and b"Z" in line.split()[1:2]:
-            return None
-        if line.startswith(b"Uid:"):
-            uid = int(line.split()[1])
-            break
-    return uid
+    # Found by position, not by splitting the whole file: a sweep reads
+    # every process's status, and a task's end waits for it.
+    state = text.find(b"\nState:")
+    if state >= 0 and text[state + 7:state + 9].strip()[:1] == b"Z":
+        return None
+    at = text.find(b"\nUid:")
+    if at < 0:
+        return None
+    try:
+        return int(text[at + 5:text.index(b"\t", at + 6)])
+    except ValueError:
+        return None
 
 
 def _pids() -> list[str]:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from . import slots
 from .bootstrap import bootstrap_argv
 from .bubblewrap import bubblewrap_argv
 from .family import kill_descendants, kill_group
@@ -70,16 +72,19 @@ class Sandbox:
 
     def command(self, *, mode: str, script: str, path0: str, limits: dict[str, int], workspace: Path,
                 scratch: Path, hide: list[str], uid: int | None, ready_fd: int,
-                tmp_bytes: int, control_fd: int | None = None) -> tuple[list[str], int | None]:
+                tmp_bytes: int, control_fd: int | None = None, inside: Path | None = None
+                ) -> tuple[list[str], int | None]:
         """The argv that starts a block (or, with mode "kernel", a task's
         Python kernel talking on `control_fd`), and the uid the spawn itself
-        must switch to (the process tier as root), else None."""
-        boot = dict(mode=mode, script=script, path0=path0, cwd=str(workspace), limits=limits,
+        must switch to (the process tier as root), else None. `script` and
+        `path0` are paths as the code sees them; the workspace is seen at
+        `inside` (default: its own path)."""
+        boot = dict(mode=mode, script=script, path0=path0, cwd=str(inside or workspace), limits=limits,
                     ready_fd=ready_fd, control_fd=control_fd)
         if self.tier == "bubblewrap":
             wrapper = bubblewrap_argv(self.bwrap or "bwrap", workspace=workspace, scratch=scratch, hide=hide,
                                       interpreter_roots=self.interpreter_roots, network=self.network,
-                                      as_root=self.pool is not None, tmp_bytes=tmp_bytes)
+                                      as_root=self.pool is not None, tmp_bytes=tmp_bytes, inside=inside)
             return wrapper + bootstrap_argv(self.python, uid=uid, **boot), None
         return bootstrap_argv(self.python, uid=None, **boot), uid
 
@@ -90,8 +95,17 @@ class Session:
     def __init__(self, sandbox: Sandbox, workspace: Path):
         self.sandbox = sandbox
         self.workspace = workspace
+        #: Where the task's code sees its workspace: the same path, unless
+        #: the task took over a warm kernel (see adopt).
+        self.inside = workspace
         self.lease: UidLease | None = None
         self.opened = False
+        #: The lock on the slot left as the mount point of the workspace (adopt).
+        self._slot: tuple[Path, int] | None = None
+        #: True from a sweep that spared nothing until something of the task
+        #: starts again (`starting`): the uid then runs nothing, and leaving
+        #: need not sweep once more.
+        self._swept = False
 
     @property
     def uid(self) -> int | None:
@@ -117,6 +131,49 @@ class Session:
         self.give(self.workspace)
         self._give_contents()
 
+    def adopt(self, warm: Session) -> None:
+        """Open this session with `warm`'s lease and folder: a session opened
+        on a slot (slots.py) for a kernel started before its task was known.
+        The slot becomes this task's workspace, with the files the service
+        put there before (uploads, a previous task's files) moved into it;
+        the task's code keeps seeing it where the kernel first saw it.
+        Raises OSError (nothing changed) when the workspace is gone."""
+        if self.opened:
+            raise RuntimeError("the session is open already")
+        slot = warm.workspace
+        names = os.listdir(self.workspace)
+        for name in names:
+            os.rename(self.workspace / name, slot / name)
+        try:
+            slots.exchange(slot, self.workspace)
+        except OSError:
+            for name in names:
+                os.rename(slot / name, self.workspace / name)
+            raise
+        # The old workspace folder, now empty at the slot's path, stays as
+        # the mount point of later blocks (bubblewrap binds the workspace
+        # there); locked, so no starting worker sweeps it away meanwhile.
+        try:
+            self._slot = (slot, slots.keep(slot))
+        except OSError as exc:  # the workspace is the task's now: go on without the mark
+            log.warning("could not keep %s as the workspace's mount point: %s", slot, exc)
+        self.lease, warm.lease = warm.lease, None
+        self.opened = warm.opened = True
+        if self.sandbox.tier == "bubblewrap":
+            self.inside = warm.inside
+        self.give(self.workspace)
+        self._give_contents()
+
+    def seen(self, path: Path) -> Path:
+        """`path` as the task's code sees it (a path in the workspace moves
+        with `inside`)."""
+        if self.inside == self.workspace:
+            return path
+        for root in (self.workspace, self.workspace.resolve()):
+            if path == root or root in path.parents:
+                return self.inside / path.relative_to(root)
+        return path
+
     def _give_contents(self) -> None:
         """Files the service put in the workspace before the first block
         (uploads, a previous task's files) become the task uid's too, so its
@@ -136,6 +193,11 @@ class Session:
         `spare` is the task's kernel, if one waits for its next block."""
         if self.uid is not None:
             kill_all_of(self.uid, spare)
+            self._swept = spare is None
+
+    def starting(self) -> None:
+        """Something of the task is about to start under its uid."""
+        self._swept = False
 
     def end_kernel_block(self, kernel: int, parent: int) -> None:
         """Kill whatever a kernel's block left behind, sparing the kernel
@@ -148,10 +210,16 @@ class Session:
             kill_group(kernel, kernel)
 
     def close(self) -> None:
+        if self._slot is not None:
+            slot, fd = self._slot
+            shutil.rmtree(slot, ignore_errors=True)
+            os.close(fd)
+            self._slot = None
         if self.lease is None:
             return
         try:
-            kill_all_of(self.lease.uid)
+            if not self._swept:
+                kill_all_of(self.lease.uid)
             remove_files_of(self.lease.uid)
             # Taking the top folder back seals the workspace: the files in it
             # stay the task uid's, but that uid can no longer reach them, and

@@ -274,9 +274,11 @@ def test_code_cannot_hold_the_api_down_with_idle_connections(arena, fake_llm):
     while not running(marker):
         assert time.monotonic() < deadline, "the block never held its connections"
         time.sleep(0.02)
+    # Held down, a request would wait for the block's minute of sleep; a
+    # busy machine answers within far less than the bound.
     for method, path, body in (("GET", "/health", None), ("POST", "/tasks", {"instruction": "still there?"})):
         started = time.monotonic()
-        response = requests.request(method, arena.server.url + path, json=body, timeout=10)
-        assert response.status_code == 200 and time.monotonic() - started < 0.1, (path, response.text)
+        response = requests.request(method, arena.server.url + path, json=body, timeout=30)
+        assert response.status_code == 200 and time.monotonic() - started < 5, (path, response.text)
     requests.delete(f"{arena.server.url}/tasks/{task_id}", timeout=10)
     assert gone_within(marker, 5.0)
