@@ -66,6 +66,7 @@ from typing import Callable, Iterable
 
 from . import files
 from .files import canonical_id
+from .group_commit import GroupCommit
 from .journal import Snapshot, consume, record_of
 from .journallock import JournalLock
 from .table import IndexTable
@@ -93,6 +94,7 @@ class TaskIndex:
         self._lock = JournalLock(self._lock_path)  # its descriptor kept open: see journallock.py
         self._snap: Snapshot | None = None
         self._reconciled = False
+        self._commits = GroupCommit(self._write)
 
     def _file_lock(self):
         return self._lock.held()
@@ -113,10 +115,14 @@ class TaskIndex:
             files.atomic_write(self.path, b"", fsync=self._fsync)
 
     def append(self, records: Iterable[dict]) -> None:
-        """Journal records; OSError propagates (the caller knows the action)."""
+        """Journal records; OSError propagates (the caller knows the action).
+        Appends from many threads at once are written together (see
+        group_commit.py)."""
         data = b"".join(files.dumps(record) + b"\n" for record in records)
-        if not data:
-            return
+        if data:
+            self._commits.append(data)
+
+    def _write(self, data: bytes) -> None:
         with self._file_lock():
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
