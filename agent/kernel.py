@@ -95,13 +95,14 @@ class Kernel:
     """A running kernel (see the module's docstring); made by `start`."""
 
     def __init__(self, session: Session, scratch: Path, proc: subprocess.Popen, control: socket.socket,
-                 pid: int, parent: int):
+                 pid: int, parent: int, inner: int | None = None):
         self.session = session
         self.scratch = scratch  # its TMPDIR, its program and the files of unnamed blocks
         self.proc = proc
         self.control = control
         self.pid = pid          # the kernel, as seen from here
         self.parent = parent    # the sandbox's init under bubblewrap
+        self.inner = inner      # the kernel's pid in its own pid namespace
         self.blocks = 0
         self.ended = False
         # Signals go through a pidfd where the host has them: under
@@ -134,16 +135,17 @@ class Kernel:
         with os.fdopen(ready_r, "rb", buffering=0) as ready:
             pipes.add(ready, handshake)
             status = until_stopped(proc, pipes, watch, done=lambda: bool(hello.messages) or hello.broken)
-            found = None
+            found, inner = None, None
             if status == "done" and hello.messages and isinstance(hello.messages[0].get("pid"), int):
-                found = find_kernel(proc.pid, hello.messages[0]["pid"])
+                inner = hello.messages[0]["pid"]
+                found = find_kernel(proc.pid, inner)
             if found is None:
                 kill_and_reap(proc, pipes, session.end_block)
                 ours.close()
                 raise KernelNotStarted(_why(handshake.data(), err.text(), proc.returncode),
                                        status if status in ("timeout", "cancelled", "over_disk") else None)
             pipes.close()
-        return cls(session, scratch, proc, ours, *found)
+        return cls(session, scratch, proc, ours, *found, inner=inner)
 
     def alive(self) -> bool:
         """Is the kernel's process still running? (Not reaped here: see kill.)"""
@@ -233,7 +235,7 @@ class Kernel:
         """After a block: freeze the kernel, kill what the block left, keep
         what they wrote before."""
         self.freeze()
-        self.session.end_kernel_block(self.pid, self.parent)
+        self.session.end_kernel_block(self.pid, self.parent, self.inner)
         pipes.drain(DRAIN_S)
         pipes.close()
 

@@ -2,8 +2,9 @@
 
     python bench/quick_tasks.py [--runs 15] [--batch 40]
 
-Both servers run as processes with default settings (ours: embedded mode, 4
-worker threads, the sandbox on), their LLM the same fake server answering
+Both servers run as processes with default settings but one: ours runs 4
+worker threads, the peer's own cap, not its default 16 (embedded mode, the
+sandbox on, warm kernels as by default); their LLM the same fake server answering
 at once: one Python block, then "Done." Measures, per system:
 - one task from submit to final status, polled every 10 ms (median of
   `runs`, after a warm-up task); target: ours <= 0.6x the peer's;
@@ -38,7 +39,7 @@ def measure(runs: int = 15, tasks: int = 40) -> dict:
     """{"ours": {...}, "peer": {...} or None, "peer_note": why not}."""
     out: dict = {"ours": None, "peer": None, "peer_note": ""}
     with systems.fake_llm() as llm, tempfile.TemporaryDirectory(prefix="aipy-bench-") as tmp:
-        with systems.ours(llm, Path(tmp)) as (url, _):
+        with systems.ours(llm, Path(tmp), workers=4) as (url, _):
             out["ours"] = _measure(url, runs, tasks)
         if not systems.peer_installed():
             out["peer_note"] = f"not installed ({systems.PEER_PYTHON} missing)"

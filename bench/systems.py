@@ -112,12 +112,14 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> N
 
 
 @contextlib.contextmanager
-def ours(llm: FakeLLM, scratch: Path, workers: int = 4, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Our server in embedded mode with `workers` worker threads (default 4);
-    yields its URL and its process."""
+def ours(llm: FakeLLM, scratch: Path, workers: int | None = None, **env: str
+         ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Our server in embedded mode with `workers` worker threads (default:
+    the service's own default); yields its URL and its process."""
     port = free_port()
-    environ = service_env(llm, PORT=str(port), AIPYTHON_DATA_DIR=str(scratch / "data"),
-                          AIPYTHON_WORKERS=str(workers), **env)
+    if workers is not None:
+        env["AIPYTHON_WORKERS"] = str(workers)
+    environ = service_env(llm, PORT=str(port), AIPYTHON_DATA_DIR=str(scratch / "data"), **env)
     process = _start([sys.executable, "-m", "app", "--agent", "--port", str(port)], environ, ROOT,
                      scratch / "ours.log")
     with _serving(process, port) as served:

@@ -80,6 +80,20 @@ def find_kernel(root: int, inner_pid: int) -> tuple[int, int] | None:
     return None
 
 
+def alone_in_namespace(kernel: int, inner: int) -> bool:
+    """Does the pid namespace of process `kernel` (whose pid there is
+    `inner`) hold nothing but it and the namespace's init? Read from the
+    namespace's own /proc, which bubblewrap mounts and the code cannot
+    unmount, through the kernel's root: a listing of a few entries, not a
+    scan of the host. False when it cannot be told."""
+    try:
+        names = os.listdir(f"/proc/{kernel}/root/proc")
+    except OSError:
+        return False
+    pids = {name for name in names if name.isdigit()}
+    return bool(pids) and pids <= {"1", str(inner)}
+
+
 def kill_descendants(root: int, spare: int) -> int:
     """Kill every process below `root` except `spare`, until none is left."""
     return _kill_until_none(lambda table: [p for p in descendants(table, root) if p != spare])

@@ -26,7 +26,9 @@ import os
 import random
 import shutil
 import signal
+import threading
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger("aipy.sandbox")
 
@@ -42,17 +44,34 @@ class NoFreeUid(RuntimeError):
     """Every uid of the range is leased: more tasks run than uids exist."""
 
 
+#: What a lease file holds while nobody holds the uid and its last holder
+#: swept it: a sweep is a scan of every process, and a task costs two.
+_CLEAN = b"swept\n"
+
+
 class UidLease:
     """One leased uid; `release()` (or leaving the `with`) gives it back."""
 
-    def __init__(self, uid: int, fd: int):
+    def __init__(self, uid: int, fd: int, on_clean_release: Callable[[int], None] = lambda uid: None):
         self.uid = uid
         self._fd: int | None = fd
+        self._on_clean_release = on_clean_release
 
-    def release(self) -> None:
+    def release(self, clean: bool = False) -> None:
+        """Give the uid back; `clean`: the holder has just swept it (no
+        process of it runs, none of its temp files is left), which the next
+        holder may then trust instead of sweeping again (see UidPool.lease)."""
         if self._fd is not None:
+            marked = False
+            if clean:
+                try:
+                    marked = os.pwrite(self._fd, _CLEAN, 0) == len(_CLEAN)
+                except OSError:  # the next holder sweeps: it finds no mark
+                    pass
             os.close(self._fd)  # closing the file releases the flock
             self._fd = None
+            if marked:
+                self._on_clean_release(self.uid)
 
     def __enter__(self) -> "UidLease":
         return self
@@ -71,6 +90,10 @@ class UidPool:
         self.lock_dir = Path(lock_dir)
         self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.lock_dir, 0o700)
+        #: Uids this process gave back swept, newest last: leased again
+        #: first, they need no sweep (and their lease files exist).
+        self._clean: list[int] = []
+        self._clean_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"{self.uids.start}-{self.uids.stop - 1}"
@@ -88,14 +111,30 @@ class UidPool:
         """A free uid, swept clean. Starts at a random place so that
         processes starting together do not all contend for the first uid."""
         offset = random.randrange(len(self.uids))
-        for i in range(len(self.uids)):
-            uid = self.uids[(offset + i) % len(self.uids)]
+        for uid in self._recently_clean() + [self.uids[(offset + i) % len(self.uids)] for i in range(len(self.uids))]:
             fd = self._try_lock(uid)
             if fd is not None:
-                kill_all_of(uid)
-                return UidLease(uid, fd)
+                # A holder that died while its task ran left no mark, and
+                # maybe processes (the process tier's outlive their worker).
+                if os.pread(fd, len(_CLEAN), 0) != _CLEAN:
+                    kill_all_of(uid)
+                os.ftruncate(fd, 0)
+                with self._clean_lock:
+                    if uid in self._clean:
+                        self._clean.remove(uid)
+                return UidLease(uid, fd, self._released_clean)
         raise NoFreeUid(f"all {len(self.uids)} sandbox uids ({self.describe()}) are in use; "
                         "raise engine.sandbox_uid_count or run fewer tasks at once")
+
+    def _recently_clean(self) -> list[int]:
+        with self._clean_lock:
+            return self._clean[::-1]
+
+    def _released_clean(self, uid: int) -> None:
+        with self._clean_lock:
+            if uid not in self._clean:
+                self._clean.append(uid)
+            del self._clean[:-64]  # the newest are enough
 
     def sweep_unleased(self) -> int:
         """Kill the processes, and remove the temp files, of every uid in the

@@ -24,7 +24,7 @@ from typing import Iterator
 from . import slots
 from .bootstrap import bootstrap_argv
 from .bubblewrap import bubblewrap_argv
-from .family import kill_descendants, kill_group
+from .family import alone_in_namespace, kill_descendants, kill_group
 from .identity import UidLease, UidPool, kill_all_of, remove_files_of
 
 log = logging.getLogger("aipy.sandbox")
@@ -199,11 +199,16 @@ class Session:
         """Something of the task is about to start under its uid."""
         self._swept = False
 
-    def end_kernel_block(self, kernel: int, parent: int) -> None:
+    def end_kernel_block(self, kernel: int, parent: int, inner: int | None = None) -> None:
         """Kill whatever a kernel's block left behind, sparing the kernel
-        (pid `kernel`, child of `parent`); see family.py for each tier."""
+        (pid `kernel`, child of `parent`, `inner` in its own pid namespace);
+        see family.py for each tier."""
         if self.uid is not None:
-            kill_all_of(self.uid, kernel)
+            # Under bubblewrap everything of the task lives in the kernel's
+            # pid namespace: when it holds nothing else, there is nothing to
+            # sweep for (a scan of every process on the host, per block).
+            if not (self.sandbox.tier == "bubblewrap" and inner is not None and alone_in_namespace(kernel, inner)):
+                kill_all_of(self.uid, kernel)
         elif self.sandbox.tier == "bubblewrap":
             kill_descendants(parent, kernel)  # the parent is the sandbox's init
         else:
@@ -217,10 +222,12 @@ class Session:
             self._slot = None
         if self.lease is None:
             return
+        swept = False
         try:
             if not self._swept:
                 kill_all_of(self.lease.uid)
             remove_files_of(self.lease.uid)
+            swept = True
             # Taking the top folder back seals the workspace: the files in it
             # stay the task uid's, but that uid can no longer reach them, and
             # the next task to lease the uid finds nothing of this one.
@@ -230,5 +237,5 @@ class Session:
             except FileNotFoundError:
                 pass
         finally:
-            self.lease.release()
+            self.lease.release(clean=swept)
             self.lease = None
