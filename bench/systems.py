@@ -35,6 +35,11 @@ from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 PEER_PYTHON = Path(os.environ.get("PEER_PYTHON") or Path.home() / ".cache/aipyapp-peer/bin/python")
 
+#: `engine.python` for our servers, when set: the interpreter of the code
+#: blocks and kernels (default: the server's own). Each kernel's start is
+#: its interpreter's start, site initialisation and all (docs/benchmarks.md).
+BLOCK_PYTHON = os.environ.get("BENCH_BLOCK_PYTHON")
+
 #: The model names the two systems ask for: how the fake LLM tells them apart.
 OUR_MODEL, PEER_MODEL = "fake-service", "fake-peer"
 
@@ -119,6 +124,8 @@ def ours(llm: FakeLLM, scratch: Path, workers: int | None = None, **env: str
     port = free_port()
     if workers is not None:
         env["AIPYTHON_WORKERS"] = str(workers)
+    if BLOCK_PYTHON:
+        env.setdefault("AIPYTHON_ENGINE__PYTHON", BLOCK_PYTHON)
     environ = service_env(llm, PORT=str(port), AIPYTHON_DATA_DIR=str(scratch / "data"), **env)
     process = _start([sys.executable, "-m", "app", "--agent", "--port", str(port)], environ, ROOT,
                      scratch / "ours.log")
@@ -134,8 +141,9 @@ def ours_redis(llm: FakeLLM, scratch: Path, worker_processes: int, workers: int 
     (web first)."""
     redis = RedisServer(scratch)
     port = free_port()
+    extra = {"AIPYTHON_ENGINE__PYTHON": BLOCK_PYTHON} if BLOCK_PYTHON else {}
     environ = service_env(llm, PORT=str(port), AIPYTHON_DATA_DIR=str(scratch / "data"),
-                          AIPYTHON_WORKERS=str(workers), REDIS_URL=redis.url)
+                          AIPYTHON_WORKERS=str(workers), REDIS_URL=redis.url, **extra)
     started = [_start([sys.executable, "-m", "app.serve"], environ, ROOT, scratch / "web.log")]
     try:
         for n in range(worker_processes):
