@@ -24,6 +24,7 @@ from .broker import is_embedded, make_broker
 from .callbacks import CallbackPolicy, CallbackSender
 from .engines import EngineFactory
 from .health import SystemHealth
+from .idle_workers import start_quietly
 from .maintenance import Cleanup
 from .pipeline import Pipeline
 from .reconciler import Reconciler
@@ -108,12 +109,13 @@ class TaskSystem:
         protect_from_children()
         self.broker.emit_after("process_boot")
         # The broker wakes an idle consumer when a task is sent (wakeups.py);
-        # worker_timeout is only how often idle threads look on their own.
+        # worker_timeout is only how often idle consumers look on their own.
+        # Idle worker threads wait for a message or a stop (idle_workers.py).
         self.worker = dramatiq.Worker(
             self.broker, worker_threads=threads or self.settings.workers,
             worker_timeout=self.settings.queue_idle_wake_ms,
         )
-        self.worker.start()
+        start_quietly(self.worker)
         log.info("Agent manager initialized: %d worker thread(s), %s broker", self.worker.worker_threads, self.mode)
 
     def start_schedule(self) -> None:

@@ -3,7 +3,7 @@
     python bench/quick_tasks.py [--runs 15] [--batch 40]
 
 Both servers run as processes with default settings but one: ours runs 4
-worker threads, the peer's own cap, not its default 16 (embedded mode, the
+worker threads, the peer's own cap, not its default 8 (embedded mode, the
 sandbox on, warm kernels as by default); their LLM the same fake server answering
 at once: one Python block, then "Done." Measures, per system:
 - one task from submit to final status, polled every 10 ms (median of

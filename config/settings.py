@@ -28,9 +28,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     #: Tasks run at once per process. A task spends most of its time waiting
-    #: for the LLM, so this is well above the core count; each running task
-    #: holds a kernel (about 10 MB) and a uid.
-    workers: int = Field(16, ge=1, le=256)
+    #: for the LLM, so this is above the core count; each running task holds
+    #: a kernel (about 10 MB) and a uid, and each idle worker thread wakes
+    #: once per queue_idle_wake_ms.
+    workers: int = Field(8, ge=1, le=256)
     max_age_hours: float = Field(24.0, ge=0)
     cleanup_interval_minutes: float = Field(60.0, gt=0)
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "AIPYTHON_REDIS_URL", "redis_url"))

@@ -19,7 +19,7 @@ def clean_env(monkeypatch, tmp_path):
 
 def test_shipped_defaults_load_with_no_files():
     config = load_config()
-    assert config.settings.workers == 16 and config.settings.max_age_hours == 24
+    assert config.settings.workers == 8 and config.settings.max_age_hours == 24
     assert config.settings.engine.max_rounds == 16
     assert config.llm.default == "openai" and config.llm.provider().model
     assert "AIPython" in config.role
