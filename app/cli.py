@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config-dir", help="configuration directory (default: $AIPYTHON_CONFIG_DIR, else ./config)")
     parser.add_argument("--role", help="AI assistant role: the text, or a file holding it (default: role.txt)")
     parser.add_argument("--debug", action="store_true", help="enable debug logging (also AIPYTHON_DEBUG=1)")
-    parser.add_argument("--workers", type=int, help="tasks run at once (default: settings.json, 4)")
+    parser.add_argument("--workers", type=int, help="tasks run at once (default: settings.json, 8)")
     parser.add_argument("--data-dir", help="where tasks are stored (default: $AIPYTHON_DATA_DIR, else ./data)")
     parser.add_argument("--no-worker", action="store_true", help="with REDIS_URL: only serve HTTP, run no tasks here")
     return parser.parse_args(argv)
