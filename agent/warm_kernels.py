@@ -45,9 +45,9 @@ log = logging.getLogger("aipy.warm")
 #: to the cap: a broken sandbox must not be retried in a tight loop.
 RETRY_S, RETRY_CAP_S = 1.0, 60.0
 
-#: The niceness a kernel starts at while no task has taken it: starting
-#: ahead is worth doing only with CPU that tasks do not need. Its task
-#: gives it the normal niceness back (kernel.renice).
+#: The niceness a kernel starts at while no task has taken it, when the
+#: service is root: starting ahead is worth doing only with CPU that tasks
+#: do not need. Its task gives it the normal niceness back (kernel.renice).
 WARM_NICENESS = 10
 
 
@@ -173,7 +173,8 @@ class WarmKernels:
             return None
         session = Session(self.executor.sandbox, slot)
         warm = WarmKernel(ExecSession(self.executor, session), lock)
-        warm.blocks.niceness = WARM_NICENESS
+        # Only root may give the normal niceness back when a task takes it.
+        warm.blocks.niceness = WARM_NICENESS if os.geteuid() == 0 else 0
         lim = self.limits
         try:
             session.open()

@@ -70,7 +70,7 @@ def test_a_task_takes_a_ready_kernel_and_works_in_its_own_workspace(warm, worksp
     with executor.session(workspace) as blocks:
         first = blocks.run("python", code)
         shell = blocks.run("bash", "cat made.txt; echo; pwd; id -u")
-        again = blocks.run("python", "import os\nprint(os.getuid())")
+        again = blocks.run("python", "import os\nprint(os.getuid())\nprint(os.getpriority(os.PRIO_PROCESS, 0))")
         inside = blocks.session.inside
     assert pool.taken == 1
     assert first.status == "success", first.output
@@ -82,7 +82,9 @@ def test_a_task_takes_a_ready_kernel_and_works_in_its_own_workspace(warm, worksp
         assert Path(cwd) == workspace
     made, pwd, uid = shell.stdout.splitlines()
     assert made == "by the kernel" and pwd == cwd, shell.stdout
-    assert again.stdout.strip() == uid and int(uid) in executor.limits.uids
+    uid_again, niceness = again.stdout.split()
+    assert uid_again == uid and int(uid) in executor.limits.uids
+    assert niceness == "0"  # started at a lower priority, given the normal one back when taken
     assert (workspace / "made.txt").read_text() == "by the kernel"
     assert not inside.exists() or inside == workspace  # the slot left as a mount point went with the task
 
