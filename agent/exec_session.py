@@ -171,7 +171,7 @@ class ExecSession:
         try:
             self.session.adopt(warm.session)
         except OSError:  # the workspace is gone: the task was deleted
-            pool.discard(warm)
+            warm.end()
             return
         self.kernel = warm.release()
         self.kernel.session = self.session

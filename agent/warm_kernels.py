@@ -111,13 +111,9 @@ class WarmKernels:
             self.taken += 1
             self._wake.notify_all()
         if not warm.blocks.kernel or not warm.blocks.kernel.alive():  # died while it waited
-            self.discard(warm)
+            warm.end()
             return None
         return warm
-
-    def discard(self, warm: WarmKernel) -> None:
-        """End a kernel taken and then not used."""
-        warm.end()
 
     def ready(self) -> int:
         with self._wake:

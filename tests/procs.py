@@ -31,6 +31,20 @@ def running(marker: str) -> bool:
     return False
 
 
+def processes_of(uid: int) -> list[str]:
+    """The state letter of each live process whose real uid is `uid`."""
+    states = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields["Uid"].split()[0]) == uid and fields["State"].split()[0] not in ("Z", "X"):
+            states.append(fields["State"].split()[0])
+    return states
+
+
 def gone_within(marker: str, seconds: float) -> bool:
     """True once no process carries `marker`, False if one still does after
     `seconds` (the time a kill may take to land, not a pause for order)."""

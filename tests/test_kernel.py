@@ -20,7 +20,7 @@ from agent.prompt import system_prompt
 
 from .conftest import make_engine
 from .fake_llm import Block, Reply
-from .procs import new_marker, running
+from .procs import new_marker, processes_of, running
 from .security.conftest import block_python
 from .security.test_tiers import bwrap_missing
 
@@ -59,20 +59,6 @@ def results(recorder) -> list[dict]:
 
 def sent_back(fake_llm, request_index: int) -> str:
     return str(fake_llm.requests[request_index]["body"]["messages"])
-
-
-def processes_of(uid: int) -> list[str]:
-    """The state letter of each live process whose real uid is `uid`."""
-    states = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields["Uid"].split()[0]) == uid and fields["State"].split()[0] not in ("Z", "X"):
-            states.append(fields["State"].split()[0])
-    return states
 
 
 # -- through the pipeline, on each tier ----------------------------------------

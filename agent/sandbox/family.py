@@ -87,7 +87,7 @@ def alone_in_namespace(kernel: int, inner: int) -> bool:
     unmount, through the kernel's root: a listing of a few entries, not a
     scan of the host. False when it cannot be told."""
     try:
-        names = os.listdir(f"/proc/{kernel}/root/proc")
+        names = os.listdir(os.path.join("/proc", str(kernel), "root", "proc"))
     except OSError:
         return False
     pids = {name for name in names if name.isdigit()}

@@ -21,6 +21,7 @@ running under it goes before new code runs.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import random
@@ -111,7 +112,8 @@ class UidPool:
         """A free uid, swept clean. Starts at a random place so that
         processes starting together do not all contend for the first uid."""
         offset = random.randrange(len(self.uids))
-        for uid in self._recently_clean() + [self.uids[(offset + i) % len(self.uids)] for i in range(len(self.uids))]:
+        around = (self.uids[(offset + i) % len(self.uids)] for i in range(len(self.uids)))
+        for uid in itertools.chain(self._recently_clean(), around):
             fd = self._try_lock(uid)
             if fd is not None:
                 # A holder that died while its task ran left no mark, and

@@ -100,6 +100,9 @@ class Session:
         self.inside = workspace
         self.lease: UidLease | None = None
         self.opened = False
+        #: The workspace's path and its real path when `inside` differs from
+        #: them: the paths `seen` moves (set once, by adopt).
+        self._moved: tuple[Path, ...] = ()
         #: The lock on the slot left as the mount point of the workspace (adopt).
         self._slot: tuple[Path, int] | None = None
         #: True from a sweep that spared nothing until something of the task
@@ -161,15 +164,14 @@ class Session:
         self.opened = warm.opened = True
         if self.sandbox.tier == "bubblewrap":
             self.inside = warm.inside
+            self._moved = (self.workspace, self.workspace.resolve())
         self.give(self.workspace)
         self._give_contents()
 
     def seen(self, path: Path) -> Path:
         """`path` as the task's code sees it (a path in the workspace moves
         with `inside`)."""
-        if self.inside == self.workspace:
-            return path
-        for root in (self.workspace, self.workspace.resolve()):
+        for root in self._moved:
             if path == root or root in path.parents:
                 return self.inside / path.relative_to(root)
         return path

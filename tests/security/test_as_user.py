@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from ..polling import wait_until
-from ..procs import gone_within, kill_marked, new_marker
+from ..procs import gone_within, kill_marked, new_marker, processes_of
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = 1_399_000  # outside the default sandbox range; no passwd entry needed
@@ -273,17 +273,4 @@ def test_a_kernels_blocks_end_what_they_start_while_the_kernel_lives_on(as_user,
     else:  # the weak tier kills the kernel's process group only; setsid() leaves it
         assert second["stdout"] == "5 False True\n", second
         kill_marked(session)
-    wait_until(lambda: not processes_of_user(), timeout=2.0, what="no process of the user: the kernel ended")
-
-
-def processes_of_user() -> list[str]:
-    """The live processes whose real uid is USER."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        if f"\nUid:\t{USER}\t" in status and "\nState:\tZ" not in status:
-            found.append(pid)
-    return found
+    wait_until(lambda: not processes_of(USER), timeout=2.0, what="no process of the user: the kernel ended")
