@@ -17,6 +17,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, Retries, ShutdownNotifications
 
 from .queue_view import OutstandingMessages
+from .redis_link import RedisLink
 from .wakeups import DELAYED_POLL_MS, EmbeddedBroker, NotifyingRedisBroker
 
 #: Redis broker tuning. A dead worker's unacknowledged messages go back to
@@ -70,6 +71,7 @@ def make_broker(redis_url: str | None, *, delayed_poll_ms: int = DELAYED_POLL_MS
     )
     return NotifyingRedisBroker(
         client=client,
+        link=RedisLink(client, redis_url),
         middleware=middleware(),
         delayed_poll_ms=delayed_poll_ms,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,

@@ -79,7 +79,7 @@ import logging
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -103,6 +103,15 @@ USER_AGENT = "AIPython-Agent-Callback/1.0"
 #: what the task's log shows is `describe_failure` of the exception). The
 #: default is `GuardedPost`; tests inject their own.
 PostFn = Callable[[str, bytes, dict, float], int]
+
+
+class AttemptCounter(Protocol):
+    """Told of each attempt (the metrics); must not raise."""
+
+    def __call__(self, delivered: bool, *, ended: bool, refused: bool) -> None:
+        """`ended`: no attempt follows; `refused`: the rules refused the
+        target, so nothing was sent."""
+
 
 _URL_PREFIX = "callback_url: "
 
@@ -195,10 +204,12 @@ class CallbackSender:
     """Makes the delivery attempts of task callbacks: `deliver_current` is
     the Dramatiq actor's body, `deliver` one attempt."""
 
-    def __init__(self, store, policy: CallbackPolicy, *, post: PostFn | None = None):
+    def __init__(self, store, policy: CallbackPolicy, *, post: PostFn | None = None,
+                 on_attempt: AttemptCounter = lambda delivered, *, ended, refused: None):
         self.store = store
         self.policy = policy
         self.post: PostFn = post or GuardedPost(GuardedBackend(policy.targets))
+        self.on_attempt = on_attempt
 
     def deliver_current(self, task_id: str) -> None:
         """Make the attempt the current Dramatiq message stands for: 1 + the
@@ -268,6 +279,8 @@ class CallbackSender:
         delivered = error is None
         more = not delivered and not final and attempt <= self.policy.retries
         next_in = self.policy.delay_before_retry(attempt) if more else None
+        # Only a target the rules refuse makes an attempt `final` (nothing was sent).
+        self.on_attempt(delivered, ended=next_in is None, refused=final)
         self.store.append_event(task_id, "callback", {
             "url": url, "attempt": attempt, "delivered": delivered, "status_code": status,
             "error": error, "next_attempt_in_s": next_in,

@@ -1,7 +1,10 @@
 """What `/health` reports: is the broker answering, can the data folder be
-written, which sandbox tier runs code here."""
+written, which sandbox tier runs code here, and whether tasks run in this
+process or, over Redis, in which queue's worker processes."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import dramatiq
 import redis
@@ -11,13 +14,19 @@ from storage import StorageError, TaskStore
 
 from .broker import is_embedded, ping
 from .engines import EngineFactory
+from .redis_link import UNREACHABLE
+from .wakeups import NotifyingRedisBroker
 
 
 class SystemHealth:
-    def __init__(self, store: TaskStore, broker: dramatiq.Broker, engines: EngineFactory):
+    """`runs_tasks()` says whether this process has worker threads now."""
+
+    def __init__(self, store: TaskStore, broker: dramatiq.Broker, engines: EngineFactory, *,
+                 runs_tasks: Callable[[], bool]):
         self.store = store
         self.broker = broker
         self.engines = engines
+        self.runs_tasks = runs_tasks
 
     @property
     def mode(self) -> str:
@@ -33,7 +42,28 @@ class SystemHealth:
             "broker": broker or "ok",
             "storage": storage or "ok",
             "sandbox": self.sandbox_status(),
+            **self.task_placement(),
         }
+
+    def task_placement(self) -> dict:
+        """`runs_tasks`: whether this process runs tasks; over Redis also
+        `task_queue` (its URL, the password hidden) and `workers_seen` (see
+        `workers_seen`)."""
+        placement: dict = {"runs_tasks": self.runs_tasks()}
+        if isinstance(self.broker, NotifyingRedisBroker):
+            placement.update(task_queue=self.broker.link.where, workers_seen=self.workers_seen())
+        return placement
+
+    def workers_seen(self) -> int | None:
+        """The processes taking tasks from the Redis queue now (this one
+        included): those listening for its wake-up notices (wakeups.py).
+        None in embedded mode, or when Redis cannot be asked."""
+        if not isinstance(self.broker, NotifyingRedisBroker):
+            return None
+        try:
+            return self.broker.waker.listeners()
+        except UNREACHABLE:
+            return None
 
     def broker_error(self) -> str | None:
         """Why the broker is unusable, or None when it answers."""

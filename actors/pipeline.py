@@ -36,13 +36,16 @@ class BrokerUnavailable(Exception):
 class Pipeline:
     """Declares the actors on `broker` around the functions that do the work:
     `run_task(task_id)`, `cleanup(max_age_hours | None)` and
-    `deliver_callback(task_id)` with its actor `callback_options` (retries)."""
+    `deliver_callback(task_id)` with its actor `callback_options` (retries).
+    `on_task_ended(state)` is told of every task that ended (the metrics):
+    every end, wherever it happens, comes through `task_finished`."""
 
     def __init__(self, broker: dramatiq.Broker, store: TaskStore, *, run_task: Callable[[str], object],
                  cleanup: Callable[[float | None], object], deliver_callback: Callable[[str], object],
-                 callback_options: dict):
+                 callback_options: dict, on_task_ended: Callable[[dict], None] = lambda state: None):
         self.broker = broker
         self.store = store
+        self.on_task_ended = on_task_ended
         self._cleanup = cleanup
         self.run_task = dramatiq.Actor(
             run_task, broker=broker, actor_name="run_task", queue_name=TASK_QUEUE,
@@ -71,9 +74,12 @@ class Pipeline:
         _send(self.cleanup, max_age_hours)
 
     def task_finished(self, task_id: str) -> None:
-        """Queue the first delivery of the task's callback, if it has one."""
+        """Note the task's end, and queue the first delivery of its callback,
+        if it has one."""
         try:
-            if not self.store.get(task_id).get("callback_url"):
+            state = self.store.get(task_id)
+            self.on_task_ended(state)
+            if not state.get("callback_url"):
                 return
             _send(self.deliver_callback, task_id)
         except Exception as exc:  # a lost callback must not fail the task's end

@@ -29,6 +29,7 @@ from storage import (
 
 from .engines import EngineFactory
 from .followup import history_for
+from .metrics import TaskMetrics
 from .pending_ends import EndRetry, Handover, PendingEnds, try_end
 
 log = logging.getLogger("aipy.runner")
@@ -52,9 +53,12 @@ def current_message_id() -> str | None:
 
 
 class TaskRunner:
-    def __init__(self, store: TaskStore, engines: EngineFactory, on_finished: Callable[[str], None] = lambda task_id: None):
+    def __init__(self, store: TaskStore, engines: EngineFactory, on_finished: Callable[[str], None] = lambda task_id: None,
+                 *, metrics: TaskMetrics | None = None):
         self.store = store
         self.engines = engines
+        #: Counts each task's queue wait and its engine's events (LLM calls, code blocks).
+        self.metrics = metrics or TaskMetrics()
         #: Called with the id of every task this runner ends (callbacks hang here).
         self.on_finished = on_finished
         #: Set when the process shuts down: running tasks stop at their next
@@ -89,7 +93,7 @@ class TaskRunner:
         if message_id is not None:
             context["message_id"] = message_id  # so a duplicate can be told from a redelivery
         try:
-            self.store.transition(task_id, "running", context=context)
+            started = self.store.transition(task_id, "running", context=context)
         except InvalidTransition as exc:
             # The lock-guarded transition lets one message start a task: a
             # duplicate that read `pending` at the same moment stops here.
@@ -103,6 +107,7 @@ class TaskRunner:
             log.error("Task %s could not start: %s", task_id, exc)
             return self._end(task_id, f"could not start: {exc}")
         log.info("Task %s started", task_id)
+        self.metrics.task_started(started)
         return self._drive(task_id, state, engine)
 
     def _running_again(self, task_id: str, state: dict, message_id: str | None) -> bool:
@@ -125,7 +130,9 @@ class TaskRunner:
         """Run the engine and record how the task ended. True when the end
         is recorded now; False when storage refused it (`PendingEnds`
         records it later and tells `on_finished`) or someone else ended it."""
-        sink = LogSink(self.store, task_id)
+        provider = engine.provider.settings.name
+        sink = LogSink(self.store, task_id,
+                       observe=lambda kind, content: self.metrics.engine_event(provider, kind, content))
 
         def probe() -> bool | str:
             if self.stopping.is_set():
@@ -217,17 +224,23 @@ class LogSink:
     task's log but the task_end, which is held back and written with the
     final status in one step (`TaskStore.finish`). After the first event the
     log refused, every later one raises too: the engine unwinds (its code is
-    killed on the way) instead of going on with a hole in its log."""
+    killed on the way) instead of going on with a hole in its log.
+    `observe(kind, content)` sees every event first, written or not (the
+    metrics: an LLM call happened even when its log line could not be
+    written); it must not raise."""
 
-    def __init__(self, store: TaskStore, task_id: str):
+    def __init__(self, store: TaskStore, task_id: str,
+                 observe: Callable[[str, dict], None] = lambda kind, content: None):
         self.store = store
         self.task_id = task_id
+        self.observe = observe
         #: The storage failure that stopped the task, if any.
         self.failure: StorageError | None = None
         #: The engine's task_end content, once it gave one.
         self.end: dict | None = None
 
     def emit(self, kind: str, content: dict) -> None:
+        self.observe(kind, content)
         if self.failure is not None:
             raise self.failure
         if kind == "task_end":

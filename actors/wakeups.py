@@ -37,8 +37,10 @@ import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker, _StubConsumer
 from dramatiq.common import dq_name
-from dramatiq.errors import QueueNotFound
+from dramatiq.errors import BrokerConnectionError, QueueNotFound
 from dramatiq.message import Message
+
+from .redis_link import RedisLink
 
 log = logging.getLogger("aipy.broker")
 
@@ -142,6 +144,14 @@ class Waker:
         self._stopping.set()
         self._wake_all()
 
+    def listeners(self) -> int:
+        """How many processes listen for notices now: one subscriber per
+        process that consumes (a worker, or a server running tasks), so the
+        count of worker processes connected to this Redis. Raises redis-py's
+        errors when Redis cannot be asked."""
+        [(_, count)] = self.client.pubsub_numsub(self.channel)
+        return int(count)
+
     def _wake_all(self) -> None:
         with self._lock:
             events = [event for waiting in self.events.values() for event in waiting]
@@ -176,11 +186,13 @@ class Waker:
 class NotifyingRedisBroker(RedisBroker):
     """Dramatiq's Redis broker whose `enqueue` also publishes a wake-up
     notice, and whose consumers wait for one instead of polling;
-    `delayed_poll_ms` (default 20) as for the embedded broker."""
+    `delayed_poll_ms` (default 20) as for the embedded broker. While `link`
+    finds Redis unreachable its consumers wait for it (redis_link.py)."""
 
-    def __init__(self, *, delayed_poll_ms: int = DELAYED_POLL_MS, **options):
+    def __init__(self, *, link: RedisLink, delayed_poll_ms: int = DELAYED_POLL_MS, **options):
         super().__init__(**options)
         self.delayed_poll_ms = delayed_poll_ms
+        self.link = link
         self.waker = Waker(self.client, f"{self.namespace}:__wake__")
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 1000) -> _RedisConsumer:
@@ -193,6 +205,7 @@ class NotifyingRedisBroker(RedisBroker):
         return sent
 
     def close(self) -> None:
+        self.link.close()
         self.waker.stop()
         super().close()
 
@@ -207,10 +220,21 @@ class _WaitingRedisConsumer(_RedisConsumer):
         self.wake = broker.waker.event(queue_name)
 
     def __next__(self):
+        link = self.broker.link
+        if not link.up.is_set():
+            # Redis is unreachable and the link is retrying: wait for it
+            # rather than let Dramatiq log and restart this consumer every
+            # 3 s; returning now and then lets the thread see a stop.
+            link.up.wait(self.idle_s)
+            return None
         # Cleared before the look, so a notice that arrives after the look
         # found nothing ends the wait below at once.
         self.wake.clear()
-        message = super().__next__()
+        try:
+            message = super().__next__()
+        except (BrokerConnectionError, redis.TimeoutError):
+            link.lost()
+            return None
         if message is None:
             holding = self.delayed_s is not None and self.outstanding_message_count > 0
             self.wake.wait(self.delayed_s if holding else self.idle_s)

@@ -11,6 +11,11 @@ running ones to stop (they end as `error` "interrupted: the server stopped
 while this task ran", and every process their code started is killed), and
 exit 0 well within the 10 s a supervisor waits before SIGKILL. Scale out by
 running more worker processes.
+
+It starts honestly (entry.py): a bad configuration, an unusable data folder
+or no sandbox tier is one `error:` line and a non-zero exit before anything
+runs. An unreachable Redis is one line naming it, then the worker waits for
+it, retrying with backoff (redis_link.py), and takes tasks once it answers.
 """
 
 from __future__ import annotations
@@ -20,9 +25,7 @@ import signal
 import sys
 import threading
 
-from agent import SandboxUnavailable
-
-from .entry import system_from_config
+from .entry import StartupFailure, check_sandbox, open_process, report
 
 log = logging.getLogger("aipy.worker")
 
@@ -32,17 +35,25 @@ STOP_TIMEOUT_S = 8.0
 
 
 def main() -> int:
-    system = system_from_config()
+    try:
+        system = open_process()
+    except StartupFailure as failure:
+        return report(failure)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
         # Chooses the sandbox first: a tier that cannot run code fails the
         # start, and what a killed worker's tasks left running is killed.
-        system.start_workers()
-    except SandboxUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        check_sandbox(system)
+    except StartupFailure as failure:
+        system.stop()
+        return report(failure)
+    if not system.wait_for_broker(stop, "this worker takes tasks once it answers"):
+        system.stop(timeout_s=STOP_TIMEOUT_S)
+        log.info("Worker stopped before Redis answered")
+        return 0
+    system.start_workers()
     stop.wait()
     log.info("Stopping: running tasks end as interrupted")
     system.stop(timeout_s=STOP_TIMEOUT_S)

@@ -2,7 +2,12 @@
 request needs `Authorization: Bearer <token>`, except the health check (load
 balancers probe it without credentials), CORS preflights, and, while
 `public_docs` is on (the default), the API description pages, which hold no
-task data. The token is compared in constant time."""
+task data. The dashboard's page and files (/ui) are always public: they are
+the same static files for everyone, hold no task data, and the page asks for
+the token itself, sending it with each API call. `/metrics` is public only
+while `public_metrics` is on (default off: its counts say how busy the
+service is and which routes are called). The token is compared in constant
+time."""
 
 from __future__ import annotations
 
@@ -12,15 +17,22 @@ import falcon
 
 HEALTH = "/health"
 DOCS_PATHS = ("/openapi.json", "/docs")
+DASHBOARD = "/ui"  # app/resources/ui.py
+METRICS = "/metrics"
 
 
 class BearerAuth:
-    def __init__(self, token: str, *, public_docs: bool = True):
+    def __init__(self, token: str, *, public_docs: bool = True, public_metrics: bool = False):
         self.token = token.encode()
         self.public_docs = public_docs
+        self.public_metrics = public_metrics
 
     def _is_public(self, req: falcon.Request) -> bool:
         if req.method == "OPTIONS" or req.path == HEALTH:
+            return True
+        if self.public_metrics and req.path == METRICS:
+            return True
+        if req.path == DASHBOARD or req.path.startswith(DASHBOARD + "/"):
             return True
         return self.public_docs and any(req.path == p or req.path.startswith(p + "/") for p in DOCS_PATHS)
 

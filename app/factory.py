@@ -18,6 +18,7 @@ from actors import BrokerUnavailable, TaskSystem, check_callback_url
 from . import errors
 from .auth import BearerAuth
 from .event_stream import EventFeed
+from .http_metrics import HttpRequestCounter
 from .openapi import build_openapi, endpoints
 from .origin import RequestOriginGuard
 from .resources.admin import CleanupResource
@@ -25,7 +26,9 @@ from .resources.docs import add_docs
 from .resources.events import TaskEvents
 from .resources.files import TaskFile, TaskFiles
 from .resources.info import HealthResource, RootResource
+from .resources.metrics import MetricsResource
 from .resources.tasks import TaskCollection, TaskItem, TaskResultResource
+from .resources.ui import PAGE as DASHBOARD, add_dashboard
 from .requests import RequestLimits
 from .service import SubmitRules, TaskService
 from .version import API_NAME
@@ -46,9 +49,13 @@ def create_app(system: TaskSystem) -> falcon.App:
         origins = "*" if settings.cors_origins == ["*"] else settings.cors_origins
         middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=["Content-Disposition"]))
     if token:
-        middleware.append(BearerAuth(token, public_docs=settings.public_docs))
+        middleware.append(BearerAuth(token, public_docs=settings.public_docs, public_metrics=settings.public_metrics))
+    # Falcon's own router, made here so that the request counter can find
+    # the route of a request refused before routing (a 401, a 403).
+    router = falcon.routing.CompiledRouter()
+    middleware.append(HttpRequestCounter(system.metrics.http_request, router.find))
 
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware, router=router)
     # ASCII-escaped JSON can carry any stored text (even a file name that is
     # not valid UTF-8) and is faster to make.
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=json.dumps)
@@ -73,7 +80,9 @@ def create_app(system: TaskSystem) -> falcon.App:
     app.add_route("/tasks/{task_id}/files", TaskFiles(service, limits))
     app.add_route("/tasks/{task_id}/files/{path:path}", TaskFile(service))
     app.add_route("/admin/cleanup", CleanupResource(service, limits))
+    app.add_route("/metrics", MetricsResource(system.metrics_export.render))
     add_docs(app, document, API_NAME)
+    add_dashboard(app)
     check_documented(app, document)
     return app
 
@@ -86,18 +95,26 @@ def task_service(system: TaskSystem, budget: WaitBudget) -> TaskService:
         check_callback_url=lambda url: check_callback_url(url, system.callback_policy),
     )
     return TaskService(system.store, system.keys, system.pipeline, rules, budget, cleanup=system.cleanup,
-                       unavailable=(BrokerUnavailable,), cancel_wait_s=settings.cancel_wait_s)
+                       unavailable=(BrokerUnavailable,), cancel_wait_s=settings.cancel_wait_s,
+                       on_submitted=system.metrics.task_submitted)
 
 
 def check_documented(app: falcon.App, document: dict) -> None:
     """Every route the app serves is in the OpenAPI document and the other
     way round, read off the router (falcon.inspect), so they cannot drift.
-    The Swagger UI page's own files (under /docs/) are not API routes."""
-    served = {_openapi_path(route.path) for route in inspect_routes(app) if not route.path.startswith("/docs/")}
+    The Swagger UI page's own files (under /docs/) are not API routes, and
+    neither is the dashboard (/ui and its files): it is a client of the API,
+    a page for people, and the document describes what programs may call."""
+    served = {_openapi_path(route.path) for route in inspect_routes(app)
+              if not route.path.startswith("/docs/") and not _is_dashboard(route.path)}
     documented = set(document["paths"])
     if served != documented:
         raise RuntimeError(f"routes and OpenAPI paths differ: served only {sorted(served - documented)}, "
                            f"documented only {sorted(documented - served)}")
+
+
+def _is_dashboard(path: str) -> bool:
+    return path == DASHBOARD or path.startswith(DASHBOARD + "/")
 
 
 def _openapi_path(template: str) -> str:

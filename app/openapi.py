@@ -44,12 +44,34 @@ ERRORS = {
     "500": "Internal error (details in the server log)",
 }
 
+#: The groups /docs shows the operations in; each operation has one.
+TAGS = [
+    {"name": "tasks", "description": "Submit tasks; read their status and result; list and cancel them"},
+    {"name": "events", "description": "Follow a task's events live, as Server-Sent Events or NDJSON"},
+    {"name": "files", "description": "The files a task's code left in its workspace"},
+    {"name": "admin", "description": "Maintenance: remove old finished tasks now"},
+    {"name": "service", "description": "The service itself: what it offers, its health, this documentation, "
+                                       "its Prometheus metrics"},
+]
+
 #: One event of the SSE stream. OpenAPI before 3.2 (no `itemSchema`) reads
 #: the schema of text/event-stream as that of each event, as tools do.
 SSE_EVENT = {"type": "object", "required": ["id", "event", "data"], "properties": {
     "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's seq"},
     "event": {"type": "string", "description": "The event's type (task_start, ..., task_end, callback)"},
     "data": {"type": "string", "contentMediaType": "application/json", "description": "The event's JSON line"},
+}}
+
+#: /health's answer (actors/health.py): the spec's fields, what is checked,
+#: and where tasks run; the last two fields only over Redis.
+HEALTH = {"type": "object", "required": ["status", "timestamp", "runs_tasks"], "properties": {
+    "status": {"type": "string", "enum": ["healthy", "unhealthy"]},
+    "timestamp": {"type": "string"},
+    "runs_tasks": {"type": "boolean", "description": "Whether this process runs tasks (false: --no-worker, or the "
+                                                     "web process over Redis)"},
+    "task_queue": {"type": "string", "description": "The Redis queue tasks go to, its password hidden"},
+    "workers_seen": {"type": ["integer", "null"], "minimum": 0,
+                     "description": "Worker processes taking tasks from that queue now (null: Redis does not answer)"},
 }}
 
 #: The component that describes a multipart submit's `task` part.
@@ -87,9 +109,9 @@ def _task_links(*operation_ids: str) -> dict:
     return {op: {"operationId": op, "parameters": {"task_id": "$response.body#/task_id"}} for op in operation_ids}
 
 
-def _operation(summary: str, responses: dict, *, errors: tuple[str, ...], parameters: list | None = None,
+def _operation(summary: str, responses: dict, *, tag: str, errors: tuple[str, ...], parameters: list | None = None,
                body: dict | None = None, op_id: str) -> dict:
-    operation: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": dict(responses)}
+    operation: dict[str, Any] = {"summary": summary, "operationId": op_id, "tags": [tag], "responses": dict(responses)}
     for code in errors:
         operation["responses"][code] = _json(_ref(ErrorResponse), ERRORS[code])
     if parameters:
@@ -133,10 +155,11 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
     wait = _wait(settings.max_wait_s)
     paths = {
         "/": {"get": _operation("API information and endpoints", {"200": _json({"type": "object"}, "API information")},
-                                errors=common, op_id="info")},
+                                errors=common, op_id="info", tag="service")},
         "/health": {"get": {
-            "summary": "Health of the service, its broker and its storage", "operationId": "health", "security": [],
-            "responses": {"200": _json({"type": "object"}, "Healthy"), "503": _json({"type": "object"}, "Unhealthy"),
+            "summary": "Health of the service, its broker and its storage", "operationId": "health", "tags": ["service"],
+            "security": [],
+            "responses": {"200": _json(HEALTH, "Healthy"), "503": _json(HEALTH, "Unhealthy"),
                           **refused},
         }},
         "/tasks": {
@@ -145,7 +168,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
                                                   "The new task; with wait, its result when it finished in time"),
                                           "links": _task_links("get_task_status", "get_task_result", "stream_events",
                                                                "list_files", "cancel_task")}},
-                errors=("400", "404", "409", "413", "507") + changing + common, op_id="submit_task",
+                errors=("400", "404", "409", "413", "507") + changing + common, op_id="submit_task", tag="tasks",
                 parameters=[wait, {"name": "Idempotency-Key", "in": "header", "required": False,
                                    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
                                    "description": "A repeated key returns the first task instead of starting another."}],
@@ -154,7 +177,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
             ),
             "get": _operation(
                 "List tasks, newest first", {"200": _json(_ref(TaskList), "A page of tasks")},
-                errors=("400",) + common, op_id="list_tasks",
+                errors=("400",) + common, op_id="list_tasks", tag="tasks",
                 parameters=[
                     _query("status", {"type": "string", "enum": list(STATUSES)}, "Only tasks in this status", empty_is_default=False),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.list_max_limit}, f"Page size (default {settings.list_default_limit})"),
@@ -165,14 +188,14 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         "/tasks/{task_id}": {
             "parameters": [TASK_ID],
             "get": _operation("Task status", {"200": _json(_ref(TaskStatus), "The task")},
-                              errors=("400", "404") + common, parameters=[wait], op_id="get_task_status"),
+                              errors=("400", "404") + common, parameters=[wait], op_id="get_task_status", tag="tasks"),
             "delete": _operation("Cancel a task", {"200": _json(_ref(CancelResponse), "Cancelled")},
-                                 errors=("400", "404") + changing + common, op_id="cancel_task"),
+                                 errors=("400", "404") + changing + common, op_id="cancel_task", tag="tasks"),
         },
         "/tasks/{task_id}/result": {
             "parameters": [TASK_ID],
             "get": _operation("Task result with everything that happened", {"200": _json(_ref(TaskResult), "The result")},
-                              errors=("400", "404") + common, parameters=[wait], op_id="get_task_result"),
+                              errors=("400", "404") + common, parameters=[wait], op_id="get_task_result", tag="tasks"),
         },
         "/tasks/{task_id}/events": {
             "parameters": [TASK_ID],
@@ -182,7 +205,7 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
                 {"200": {"description": "The events: SSE (id = seq, event = type, data = the JSON line) or NDJSON",
                          "content": {"text/event-stream": {"schema": SSE_EVENT},
                                      "application/x-ndjson": {"schema": {"type": "string"}}}}},
-                errors=("400", "404") + common, op_id="stream_events",
+                errors=("400", "404") + common, op_id="stream_events", tag="events",
                 parameters=[
                     _query("after", {"type": "integer", "minimum": 0, "maximum": 10**12}, "Start after this seq (also: the Last-Event-ID header)"),
                     _query("format", {"type": "string", "enum": ["sse", "ndjson"]}, "sse (default) or ndjson"),
@@ -194,38 +217,40 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         "/tasks/{task_id}/files": {
             "parameters": [TASK_ID],
             "get": _operation("Files the task's code left in its workspace", {"200": _json(_ref(FileList), "The files")},
-                              errors=("404",) + common, op_id="list_files"),
+                              errors=("404",) + common, op_id="list_files", tag="files"),
         },
         "/tasks/{task_id}/files/{path}": {
             "parameters": [TASK_ID, {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
                                      "description": "The file's path inside the workspace"}],
             "get": _operation("Download one file", {"200": {"description": "The file", "content": {
                 "*/*": {"schema": {"type": "string", "format": "binary"}}}}},
-                errors=("404",) + common, op_id="download_file"),
+                errors=("404",) + common, op_id="download_file", tag="files"),
         },
         "/openapi.json": {"get": {
-            "summary": "This document", "operationId": "openapi", **docs_security,
+            "summary": "This document", "operationId": "openapi", "tags": ["service"], **docs_security,
             "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document"), **refused},
         }},
         "/docs": {"get": {
             "summary": "Interactive API documentation (Swagger UI, served with no internet access)",
-            "operationId": "docs", **docs_security,
+            "operationId": "docs", "tags": ["service"], **docs_security,
             "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
                           **refused},
         }},
         "/admin/cleanup": {
             "post": _operation(
                 "Remove finished tasks older than max_age_hours", {"200": _json(_ref(MessageResponse), "How many went")},
-                errors=("400",) + changing + common, op_id="cleanup",
+                errors=("400",) + changing + common, op_id="cleanup", tag="admin",
                 parameters=[_query("max_age_hours", {"type": "number", "minimum": 0, "maximum": 10**6},
                                    f"Age in hours (default {settings.max_age_hours:g})")],
             ),
         },
+        "/metrics": {"get": _metrics_operation(settings, auth)},
     }
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": API_NAME, "version": VERSION,
                  "description": "Submit natural-language tasks; an AI agent writes and runs code for each one."},
+        "tags": TAGS,
         "paths": paths,
         "components": {"schemas": _schemas(providers, settings.max_upload_files)},
     }
@@ -233,6 +258,20 @@ def build_openapi(settings, *, secured: bool, providers: list[str] | None = None
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         document["security"] = [{"bearer": []}]
     return document
+
+
+def _metrics_operation(settings, auth: tuple[str, ...]) -> dict:
+    """GET /metrics: needs the token unless public_metrics is on."""
+    text = {"schema": {"type": "string"}}
+    exposition = {"description": "Counters, histograms and gauges of the whole pipeline (README, Metrics): "
+                                 "Prometheus text, or OpenMetrics when the Accept header asks for it",
+                  "content": {"text/plain": text, "application/openmetrics-text": text}}
+    operation = _operation("Prometheus metrics: tasks, LLM calls and tokens, code blocks, callbacks, HTTP requests",
+                           {"200": exposition}, errors=(() if settings.public_metrics else auth) + ("403", "503", "500"),
+                           op_id="metrics", tag="service")
+    if settings.public_metrics:
+        operation["security"] = []
+    return operation
 
 
 def _schemas(providers: list[str] | None, max_files: int) -> dict:

@@ -94,7 +94,7 @@ class Submitted:
 class TaskService:
     def __init__(self, store: TaskStore, keys: IdempotencyKeys, queue: TaskQueue, rules: SubmitRules,
                  budget: WaitBudget, *, cleanup: Callable[[float], int], unavailable: tuple[type[Exception], ...],
-                 cancel_wait_s: float = 2.0):
+                 cancel_wait_s: float = 2.0, on_submitted: Callable[[], None] = lambda: None):
         self.store = store
         self.keys = keys
         self.queue = queue
@@ -103,6 +103,7 @@ class TaskService:
         self._cleanup = cleanup
         self.unavailable = unavailable  # what queue.submit raises when the queue cannot take messages
         self.cancel_wait_s = cancel_wait_s
+        self.on_submitted = on_submitted  # told of each new task queued (the metrics); must not raise
 
     # -- submit ----------------------------------------------------------
 
@@ -146,6 +147,7 @@ class TaskService:
             log.error("Task %s not queued: %s", task_id, exc)
             raise NotStored(f"{exc}; nothing was stored, try again later") from exc
         log.info("Task submitted: %s", task_id)
+        self.on_submitted()
         if wait_s > 0 and wait_until_finished(self.store, task_id, wait_s, self.budget)["status"] in FINISHED:
             return Submitted(task_id, "finished", result=self.store.result(task_id))
         return Submitted(task_id, "pending")

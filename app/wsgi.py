@@ -9,13 +9,13 @@ the `worker` processes run them. Without it there would be no one to run the
 tasks, so the embedded workers and the cleanup schedule start here too.
 """
 
-from actors import TaskSystem, setup_logging
-from config import load_config
+from actors.entry import StartupFailure, open_process, report
 
 from .factory import create_app
 
-config = load_config()
-setup_logging(config.settings.debug)
-system = TaskSystem(config)
+try:
+    system = open_process()
+except StartupFailure as failure:  # one `error:` line, as from every entry point
+    raise SystemExit(report(failure)) from None
 system.start_in_process(run_tasks=False)
 app = create_app(system)

@@ -23,6 +23,7 @@ from .models import LLMSettings
 
 from .llm import llm_settings
 from .settings import Settings
+from .sources import explain, explain_unparsable, llm_variable, settings_variable
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 
@@ -61,33 +62,69 @@ def load_config(
     folder = resolve_config_dir(config_dir, env)
 
     settings_path = _pick(folder, "settings.json")
+    aliases = _env_aliases()
     try:
         settings = Settings(**_read_json(settings_path))
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, settings_path, "AIPYTHON_")) from None
-    except (SettingsError, ValueError) as exc:  # an environment value that does not parse
-        raise ConfigError(f"{exc}; fix the AIPYTHON_* environment variable or {settings_path}") from None
+        raise ConfigError(explain(exc, settings_path, lambda loc: settings_variable(loc, env, aliases))) from None
+    except (SettingsError, ValueError) as exc:  # an environment value that is not the JSON its field needs
+        raise ConfigError(explain_unparsable(str(exc), env, aliases)) from None
     if overrides:
         settings = _override(settings, overrides)
 
     llm_path = _pick(folder, "llm.json")
+    llm_data = _read_json(llm_path)
+    default = env.get("AIPYTHON_LLM") or llm_data.get("default")
     try:
-        llm = llm_settings(_read_json(llm_path), env, str(llm_path))
+        llm = llm_settings(llm_data, env, str(llm_path))
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, llm_path, "AIPYTHON_LLM_")) from None
+        raise ConfigError(explain(exc, llm_path, lambda loc: llm_variable(loc, default, env))) from None
     except KeyError as exc:
+        if llm_variable(["default"], default, env):
+            raise ConfigError(f"environment variable AIPYTHON_LLM: {exc.args[0]}; fix it or unset it") from None
         raise ConfigError(f"{llm_path}: field 'default': {exc.args[0]}; name one of the providers or set AIPYTHON_LLM") from None
 
     return AppConfig(folder, settings, llm, read_role(role, _pick(folder, "role.txt")))
 
 
+#: A `--role` value ending in one of these names a file, whatever else it holds.
+ROLE_FILE_SUFFIXES = (".txt", ".md")
+
+
 def read_role(role: str | None, default_path: Path) -> str:
-    """`--role` is a file to read when such a file exists, else the role text
-    itself; without it, role.txt."""
-    if role:
-        path = Path(role)
-        return path.read_text(encoding="utf-8") if path.is_file() else role
-    return default_path.read_text(encoding="utf-8")
+    """`--role` is the role text, or a file holding it; without it, role.txt.
+
+    A value that names an existing file is read. One that names none but
+    looks like a file name (see `looks_like_path`) is a ConfigError, so a
+    mistyped path is never taken for the role itself; any other value is the
+    text."""
+    if not role:
+        return _read_text(default_path, "the role file")
+    path = Path(role).expanduser()
+    if path.is_file():
+        return _read_text(path, "--role")
+    if looks_like_path(role):
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"--role {role}: the file {what}; name an existing file, or give the role text itself")
+    return role
+
+
+def looks_like_path(value: str) -> bool:
+    """A single line that ends in .txt or .md, or holds a path separator and
+    no white space ("roles/analyst", "./role"): role text is a sentence."""
+    if "\n" in value:
+        return False
+    if value.lower().endswith(ROLE_FILE_SUFFIXES):
+        return True
+    return "/" in value and not any(char.isspace() for char in value)
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{what} {path}: cannot be read ({reason})") from None
 
 
 def _pick(folder: Path, name: str) -> Path:
@@ -121,14 +158,14 @@ def _override(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
     return settings.model_copy(update=update)
 
 
-def _explain(exc: ValidationError, path: Path, env_prefix: str) -> str:
-    problems = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        value = error.get("input")
-        shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-        problems.append(f"field '{field}': {error['msg']}{shown}")
-    return (
-        f"{path}: invalid configuration: " + "; ".join(problems)
-        + f". Fix the file, or the matching {env_prefix}* environment variable."
-    )
+def _env_aliases() -> dict[str, list[str]]:
+    """The settings read from the environment under names of their own
+    (redis_url: REDIS_URL), by field name and by each of those names."""
+    aliases: dict[str, list[str]] = {}
+    for name, field in Settings.model_fields.items():
+        choices = getattr(field.validation_alias, "choices", None)
+        if choices:
+            names = [choice for choice in choices if isinstance(choice, str)]
+            for key in (name, *names):
+                aliases[key] = names
+    return aliases

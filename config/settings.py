@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     cleanup_interval_minutes: float = Field(60.0, gt=0)
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "AIPYTHON_REDIS_URL", "redis_url"))
     debug: bool = False
+    # debug shows our own loggers' (aipy.*) debug lines only; this adds the
+    # libraries' (Dramatiq, redis, httpx, the LLM SDKs...), which flood the
+    # log with their internals (`--debug-all`; see actors/logs.py).
+    debug_libraries: bool = False
     http_threads: int = Field(8, ge=1, le=512)
     # Open connections waitress keeps at once; past it, it stops accepting, so
     # its own default (100) let a handful of idle clients take the API down.
@@ -72,6 +76,16 @@ class Settings(BaseSettings):
     max_listed_files: int = Field(10_000, ge=1)
     api_token: SecretStr | None = None
     public_docs: bool = True
+    # GET /metrics needs the api_token like the API, unless this is on (a
+    # scraper that cannot send a token, on a network that is trusted).
+    public_metrics: bool = False
+    # Each process publishes its metrics to <data_dir>/.metrics/ at most every
+    # metrics_publish_interval_s when they changed, so one scrape of the web
+    # process shows every worker's; a file not refreshed for
+    # metrics_retire_after_s is a dead process's, whose counts are then
+    # folded into the retired totals (see actors/metrics_files.py).
+    metrics_publish_interval_s: float = Field(5.0, gt=0, le=3600)
+    metrics_retire_after_s: float = Field(300.0, ge=10, le=7 * 86_400)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # With no api_token, only requests whose Host is a loopback name or one of
     # these are served: a DNS-rebinding page reaches a local server under its
@@ -104,6 +118,11 @@ class Settings(BaseSettings):
     # harmless, a task runs once, but noisy. See actors/reconciler.py.
     requeue_pending_after_s: float = Field(60.0, gt=0, le=86_400)
     reconcile_interval_s: float = Field(15.0, gt=0, le=3600)
+    # A process that runs no tasks itself (the web process over Redis,
+    # --no-worker) warns, once per task, of a task pending this long while no
+    # worker process listens on the queue: nothing will ever run it. See
+    # actors/no_worker_watch.py.
+    no_worker_warn_s: float = Field(60.0, gt=0, le=86_400)
     lang: str = "en"
     engine: EngineSettings = Field(default_factory=EngineSettings)
 

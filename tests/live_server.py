@@ -228,3 +228,19 @@ def read_sse(response: httpx.Response):
     for sse in EventSource(response).iter_sse():
         if sse.data:
             yield sse.id, sse.event, json.loads(sse.data), time.monotonic()
+
+
+def wait_until_serving(process: subprocess.Popen, port: int) -> str:
+    """The server's URL once it answers on 127.0.0.1 (within 20 s)."""
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            requests.get(f"{url}/health", timeout=1)
+            return True
+        except requests.ConnectionError:
+            assert process.poll() is None, process.stdout.read()
+            return False
+
+    wait_until(answers, timeout=20, what="the server to answer", every=0.1)
+    return url

@@ -19,17 +19,18 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir, port: int | None = None):
+    def __init__(self, workdir, port: int | None = None, password: str | None = None):
         """Start one on `port` (default: a free one); give the port of one
-        just stopped to stand for that Redis back after a restart, empty."""
+        just stopped to stand for that Redis back after a restart, empty.
+        With `password` it requires it (and `url` carries it)."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir), "--daemonize", "no"],
+             "--dir", str(workdir), "--daemonize", "no", *(["--requirepass", password] if password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self._wait_ready()

@@ -102,3 +102,41 @@ def test_default_must_name_a_provider(tmp_path):
 def test_missing_config_dir_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent")
+
+
+def test_role_option_that_looks_like_a_file_must_name_one(tmp_path):
+    for missing in ("roles/analyst.txt", "analyst.md", "./role"):
+        with pytest.raises(ConfigError, match=f"--role {missing}: the file does not exist"):
+            load_config(role=missing)
+    # Sentences are role text, slashes and all.
+    assert load_config(role="You are a data/ML expert.").role == "You are a data/ML expert."
+
+
+@pytest.mark.parametrize("variable, value, fragment", [
+    ("AIPYTHON_WORKERS", "abc", "valid integer"),
+    ("AIPYTHON_ENGINE__MAX_ROUNDS", "-1", "greater than or equal to 1"),
+    ("aipython_engine__max_rounds", "0", "greater than or equal to 1"),
+    ("AIPYTHON_ENGINE", '{"max_rounds": 0}', "greater than or equal to 1"),
+    ("AIPYTHON_ENGINE", "{not json", "not valid JSON for the setting 'engine'"),
+    ("AIPYTHON_LLM_PROTOCOL", "smoke-signals", "'tools' or 'markdown'"),
+    ("AIPYTHON_LLM", "nope", "unknown LLM provider 'nope'"),
+])
+def test_a_bad_environment_value_names_the_variable_not_the_file(monkeypatch, variable, value, fragment):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as err:
+        load_config()
+    message = str(err.value)
+    assert message.startswith(f"environment variable {variable}: ") and fragment in message
+    assert "settings.json" not in message and "llm.json" not in message
+
+
+def test_a_bad_file_value_beside_a_bad_variable_names_each(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "settings.json").write_text(json.dumps({"max_age_hours": -1}))
+    monkeypatch.setenv("AIPYTHON_WORKERS", "0")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "cfg")
+    message = str(err.value)
+    assert "environment variable AIPYTHON_WORKERS: " in message
+    assert "settings.json: invalid configuration: field 'max_age_hours'" in message
+    assert "AIPYTHON_MAX_AGE_HOURS" not in message

@@ -165,7 +165,8 @@ def test_openapi_document_is_valid_openapi_3_1(server):
     validate_openapi(document)
     assert set(document["paths"]) == {
         "/", "/health", "/tasks", "/tasks/{task_id}", "/tasks/{task_id}/result", "/tasks/{task_id}/events",
-        "/tasks/{task_id}/files", "/tasks/{task_id}/files/{path}", "/admin/cleanup", "/openapi.json", "/docs"}
+        "/tasks/{task_id}/files", "/tasks/{task_id}/files/{path}", "/admin/cleanup", "/openapi.json", "/docs",
+        "/metrics"}
     submission = document["components"]["schemas"]["TaskSubmission"]
     assert submission["required"] == ["instruction"] and "callback_url" in submission["properties"]
 

@@ -12,7 +12,7 @@ import requests
 from storage import TaskStore
 
 from .fake_llm import Block, Reply
-from .live_server import ROOT, service_env
+from .live_server import ROOT, service_env, wait_until_serving
 from .polling import wait_until
 from .redis_server import free_port
 
@@ -26,22 +26,6 @@ def start(tmp_path, fake_llm, *args: str) -> tuple[subprocess.Popen, str]:
     return process, wait_until_serving(process, port)
 
 
-def wait_until_serving(process: subprocess.Popen, port: int) -> str:
-    """The server's URL once it answers on 127.0.0.1 (within 20 s)."""
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            requests.get(f"{url}/health", timeout=1)
-            return True
-        except requests.ConnectionError:
-            assert process.poll() is None, process.stdout.read()
-            return False
-
-    wait_until(answers, timeout=20, what="the server to answer", every=0.1)
-    return url
-
-
 def test_prints_the_banner_and_serves(tmp_path, fake_llm):
     process, url = start(tmp_path, fake_llm, "--workers", "2")
     try:
@@ -51,7 +35,8 @@ def test_prints_the_banner_and_serves(tmp_path, fake_llm):
         output = process.communicate(timeout=15)[0]
     assert "🤖 AIPython Agent Mode (1.0.0)" in output
     assert f"🚀 Starting HTTP API server on 127.0.0.1:{url.rsplit(':', 1)[1]}" in output
-    assert "✅ Agent manager initialized" in output and f"📊 Health Check: {url}/health" in output
+    assert "✅ Agent manager initialized" in output and f"📊 Health Check: {url}/health" in output \
+        and f"🖥️ Dashboard: {url}/ui" in output
     assert f"🔗 API Documentation: {url}/docs" in output
     assert "2 worker thread(s)" in output
 

@@ -45,9 +45,11 @@ class TaskEvents:
 
     def _after(self, req: falcon.Request) -> int:
         last_id = (req.get_header("Last-Event-ID") or "").strip()  # empty means none, as in SSE
+        # A malformed header is refused even when ?after= wins over it: a
+        # client sending one has a bug worth hearing about.
+        if last_id and not SEQ.fullmatch(last_id):
+            raise falcon.HTTPBadRequest(description=f"Last-Event-ID must be an event seq, got {last_id[:40]!r}")
         if last_id and req.get_param("after") is None:
-            if not SEQ.fullmatch(last_id):
-                raise falcon.HTTPBadRequest(description=f"Last-Event-ID must be an event seq, got {last_id[:40]!r}")
             return int(last_id)
         return int_param(req, "after", 0, low=0, high=MAX_SEQ)
 
