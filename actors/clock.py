@@ -5,6 +5,8 @@ again the pending tasks whose message was lost (see schedule.py); exits
 cleanly on SIGTERM or Ctrl-C. Like the worker it starts honestly
 (entry.py), and waits for an unreachable Redis, in one log line and retries
 with backoff, before its first cleanup and reconcile pass.
+With no REDIS_URL the web process runs the cleanup itself: the clock says so
+in one line and idles until stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import signal
 import sys
 import threading
 
-from .entry import system_from_config
+from .entry import idle_without_redis, system_from_config
 from .schedule import blocking_scheduler
 
 log = logging.getLogger("aipy.clock")
@@ -26,6 +28,8 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if idle_without_redis(system, "clock", stop):
+        return 0
     if not system.wait_for_broker(stop, "cleanups and re-sends start once it answers"):
         system.stop()
         log.info("Clock stopped before Redis answered")

@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -104,3 +105,20 @@ def system_from_config() -> TaskSystem:
         return open_process()
     except StartupFailure as failure:
         raise SystemExit(report(failure)) from None
+
+
+def idle_without_redis(system: TaskSystem, process: str, stop: threading.Event) -> bool:
+    """With no REDIS_URL the web process runs every task and the schedule
+    itself, and this process (`process`: "worker", "clock") has no queue
+    shared with it: say so in one line and wait for the stop, rather than
+    run a queue nobody sends to (and, for a worker, hold warm kernels and
+    their uids). It does not exit: honcho and foreman stop every process of
+    the Procfile when one exits. True when it idled (and was stopped)."""
+    if not system.embedded:
+        return False
+    log.warning("No REDIS_URL: this %s process has nothing to do, because without Redis the web process "
+                "runs the tasks and the cleanup itself. It waits idle until stopped; set REDIS_URL "
+                "(the same for every process) to run tasks here.", process)
+    stop.wait()
+    system.stop()
+    return True

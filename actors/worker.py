@@ -16,6 +16,8 @@ It starts honestly (entry.py): a bad configuration, an unusable data folder
 or no sandbox tier is one `error:` line and a non-zero exit before anything
 runs. An unreachable Redis is one line naming it, then the worker waits for
 it, retrying with backoff (redis_link.py), and takes tasks once it answers.
+With no REDIS_URL at all it has no queue shared with the web process (which
+then runs every task itself): it says so in one line and idles until stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import signal
 import sys
 import threading
 
-from .entry import StartupFailure, check_sandbox, open_process, report
+from .entry import StartupFailure, check_sandbox, idle_without_redis, open_process, report
 
 log = logging.getLogger("aipy.worker")
 
@@ -42,6 +44,8 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if idle_without_redis(system, "worker", stop):
+        return 0
     try:
         # Chooses the sandbox first: a tier that cannot run code fails the
         # start, and what a killed worker's tasks left running is killed.

@@ -255,3 +255,22 @@ def test_a_process_waiting_for_redis_stops_at_once_on_sigterm(tmp_path, fake_llm
         assert "stopped before Redis answered" in output()
     finally:
         stop(process)
+
+
+@pytest.mark.parametrize("entry", ["worker", "clock"])
+def test_without_redis_a_worker_or_clock_says_it_has_nothing_to_do_and_idles_until_stopped(tmp_path, fake_llm,
+                                                                                         entry):
+    # No REDIS_URL: the web process runs the tasks; this process must neither
+    # pretend to work (a queue nobody sends to, warm kernels holding uids) nor
+    # exit, which would make honcho stop the whole Procfile.
+    env = service_env(fake_llm, AIPYTHON_DATA_DIR=str(tmp_path / "data"))
+    process, output = started(tmp_path, ENTRY_POINTS[entry], env, entry)
+    try:
+        wait_until(lambda: "has nothing to do" in output(), timeout=30, what="the idle line")
+        assert process.poll() is None, output()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0, output()  # a supervisor's budget, not a pause
+        said = [line for line in output().splitlines() if " | " in line]
+        assert len(said) == 1 and "WARNING" in said[0] and f"this {entry} process" in said[0], said
+    finally:
+        stop(process)
