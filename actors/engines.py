@@ -6,12 +6,15 @@ pool, which many tasks then share instead of each paying for a new one.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 from agent import Engine, ExecLimits, Executor, Provider, Sandbox, WarmKernels, make_provider, sandbox_for
 from config import AppConfig
 from config.models import EngineSettings
+
+log = logging.getLogger("aipy.engines")
 
 
 class EngineFactory:
@@ -32,6 +35,24 @@ class EngineFactory:
                 timeout = self.config.settings.engine.llm_timeout_s
                 self._providers[settings.name] = make_provider(settings, timeout)
             return self._providers[settings.name]
+
+    def prepare_default_provider(self) -> threading.Thread:
+        """Import the default provider's SDK and make its client now, in a
+        thread of its own, so the first task does not wait for it (importing
+        the `openai` SDK takes about half a second, `anthropic`'s over one).
+        Only processes that run tasks call this: the web process over Redis
+        never loads an SDK. A provider that cannot be made yet (no API key)
+        is left for the task, which reports why."""
+
+        def prepare() -> None:
+            try:
+                self.provider(None).client()
+            except Exception as exc:  # the first task meets it again, and says so
+                log.debug("The default LLM provider is not ready ahead of the first task: %s", exc)
+
+        thread = threading.Thread(target=prepare, name="prepare-llm-provider", daemon=True)
+        thread.start()
+        return thread
 
     def engine_settings(self) -> EngineSettings:
         """The service's engine settings, with the folders no code may see

@@ -147,6 +147,7 @@ class TaskSystem:
         Raises SandboxUnavailable when no sandbox tier can run code here."""
         self.metrics_publisher.start()
         self.engines.sandbox()
+        self.engines.prepare_default_provider()
         self.engines.start_warm_kernels()
         # Before consuming: send again what a Redis that came back empty lost
         # (embedded: recover() has just queued every pending task, so this finds none).
