@@ -156,3 +156,15 @@ def test_a_folder_swapped_for_a_link_after_the_check_fails_the_open(tmp_path):
         artifacts._open_beneath(os.path.realpath(workspace), parts)
     with pytest.raises(ArtifactNotFound):  # and the whole open sees the link for what it is
         open_artifact(workspace, "sub/f.txt")
+
+
+def test_a_page_the_code_wrote_is_served_as_an_attachment_that_cannot_run_script(server, task):
+    # The dashboard keeps its token in this origin's session storage: a
+    # model-written page must never run as a page of this origin.
+    task_id, workspace = task
+    (workspace / "report.html").write_text("<script>fetch('/tasks')</script>")
+    response = download(server, task_id, "report.html")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/html")
+    assert response.headers["Content-Disposition"] == 'attachment; filename="report.html"'
+    assert response.headers["Content-Security-Policy"] == "sandbox; default-src 'none'"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -29,6 +29,17 @@ class TaskFiles:
         resp.media = shape(FileList, {"task_id": stored_id, "files": listed, "truncated": truncated})
 
 
+#: A file the model's code wrote is content of the model's choosing: served
+#: as an attachment, it is never shown as a page of this origin (where the
+#: dashboard keeps its token); and should a browser show it anyway (a saved
+#: link opened, an old browser), it runs in a sandbox with no script, under
+#: the type it was sent with.
+HOSTILE_CONTENT_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 class TaskFile:
     def __init__(self, service: TaskService):
         self.service = service
@@ -37,5 +48,6 @@ class TaskFile:
         artifact = self.service.open_file(task_id, path)
         resp.content_type = mimetypes.guess_type(artifact.name)[0] or "application/octet-stream"
         resp.downloadable_as = download_name(artifact.name)
+        resp.set_headers(HOSTILE_CONTENT_HEADERS)
         resp.content_length = artifact.size
         resp.stream = artifact.stream
