@@ -34,6 +34,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -192,6 +193,7 @@ class Kernel:
         files are flushed), then kill it and whatever is left: at once when
         it has exited, after STOP_GRACE_S at the latest."""
         deadline = time.monotonic() + STOP_GRACE_S
+        exited_itself = False
         try:
             self._signal(signal.SIGCONT)
             self.control.sendall(b'{"stop": true}\n')
@@ -200,19 +202,45 @@ class Kernel:
             while deadline > time.monotonic():
                 self.control.settimeout(deadline - time.monotonic())
                 if not self.control.recv(4096):
+                    exited_itself = True
                     break
         except OSError:  # gone already, or the grace is over
             pass
-        self.kill()
+        self.kill(emptied=exited_itself and self._sandbox_emptied(deadline))
 
-    def kill(self, pipes: Pipes | None = None) -> None:
+    def _sandbox_emptied(self, deadline: float) -> bool:
+        """After the kernel exited by itself: did its bubblewrap sandbox end
+        by itself too (by `deadline`)? Then nothing of the task is left. The
+        kernel is the first process of the sandbox's pid namespace: as it
+        exits, the namespace's init exits, and the kernel of the host kills
+        every other process of the namespace and waits until they are gone
+        before that init's exit is reported to bubblewrap, which exits only
+        then. The task's uid runs nothing outside the namespace: each of its
+        other blocks was swept as it ended. Left unreaped, so that `kill`
+        still owns the pid."""
+        if self.session.sandbox.tier != "bubblewrap":
+            return False
+        try:
+            outer = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            return False
+        try:
+            poller = select.poll()
+            poller.register(outer, select.POLLIN)
+            return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+        finally:
+            os.close(outer)
+
+    def kill(self, pipes: Pipes | None = None, *, emptied: bool = False) -> None:
         """Kill the kernel and everything of its task (keeping what `pipes`
         already hold); reap it. Once only: after the reap its pid, and so
-        its process group's id, may be another's."""
+        its process group's id, may be another's. `emptied`: the sandbox
+        ended by itself with nothing left in it (_sandbox_emptied), so the
+        task's uid needs no sweep."""
         if self.ended:
             return
         self.ended = True
-        kill_and_reap(self.proc, pipes or Pipes(), self.session.end_block)
+        kill_and_reap(self.proc, pipes or Pipes(), lambda: self.session.end_block(emptied=emptied))
         self.control.close()
         if self.pidfd is not None:
             os.close(self.pidfd)

@@ -171,6 +171,23 @@ def test_no_kernel_process_is_left_after_the_task(fake_llm, recorder, workspace,
     assert uid in range(1_200_000, 1_201_000) and processes_of(uid) == []
 
 
+def test_what_the_code_starts_while_its_kernel_ends_does_not_outlive_the_task(fake_llm, recorder, workspace, tier):
+    # The kernel's end runs the code's atexit handlers: one starts a new
+    # session's process that ignores SIGTERM. Under bubblewrap the task's end
+    # trusts the sandbox's pid namespace to have taken it down (no sweep of
+    # the uid); on the process tier the uid's sweep must find it.
+    code = ("import atexit, os, subprocess\nprint(os.getuid())\n"
+            "def linger():\n"
+            "    subprocess.Popen(['sh', '-c', 'trap \"\" TERM; exec sleep 300'], start_new_session=True,\n"
+            "                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "atexit.register(linger)\n")
+    fake_llm.script(Reply("Leave something.", blocks=[Block("python", code)]), Reply("Done."))
+    engine_on(fake_llm, tier).run("linger", workspace, recorder)
+
+    assert recorder.last("task_end")["status"] == "completed"
+    assert processes_of(int(results(recorder)[0]["stdout"])) == []
+
+
 def test_ending_the_task_flushes_open_files_and_runs_atexit_handlers(workspace, tier):
     # The end of the task is the end of the kernel's script: what a script's
     # exit would write is in the workspace when the task's end is recorded.

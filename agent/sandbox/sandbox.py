@@ -190,11 +190,14 @@ class Session:
                 if os.lstat(path).st_uid == own:
                     os.lchown(path, self.uid, self.uid)
 
-    def end_block(self, spare: int | None = None) -> None:
+    def end_block(self, spare: int | None = None, *, emptied: bool = False) -> None:
         """Kill whatever the block left behind, escaped process groups too;
-        `spare` is the task's kernel, if one waits for its next block."""
+        `spare` is the task's kernel, if one waits for its next block.
+        `emptied`: the block's bubblewrap sandbox is known to hold nothing
+        any more (Kernel._sandbox_emptied), so no scan is needed."""
         if self.uid is not None:
-            kill_all_of(self.uid, spare)
+            if not emptied:
+                kill_all_of(self.uid, spare)
             self._swept = spare is None
 
     def starting(self) -> None:
@@ -228,7 +231,11 @@ class Session:
         try:
             if not self._swept:
                 kill_all_of(self.lease.uid)
-            remove_files_of(self.lease.uid)
+            # Under bubblewrap the host's shared temp folders are masked
+            # (/tmp, /var/tmp) or the sandbox's own (/dev/shm in its /dev):
+            # the task's uid cannot have left anything in them.
+            if self.sandbox.tier != "bubblewrap":
+                remove_files_of(self.lease.uid)
             swept = True
             # Taking the top folder back seals the workspace: the files in it
             # stay the task uid's, but that uid can no longer reach them, and
