@@ -109,10 +109,11 @@ class Kernel:
         # Signals go through a pidfd where the host has them: under
         # bubblewrap the kernel is not our child, and once it has died and
         # been reaped its pid could be another process's.
-        try:
-            self.pidfd: int | None = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self.pidfd = None
+        self.pidfd = _pidfd(pid)
+        # Under bubblewrap, the init of the sandbox's pid namespace: opened
+        # now, while the kernel (its child) keeps it alive, so that the task's
+        # end can tell when the namespace is empty (_sandbox_emptied).
+        self.init_pidfd = _pidfd(parent) if session.sandbox.tier == "bubblewrap" else None
 
     @classmethod
     def start(cls, session: Session, spawn: Spawn, watch: BlockWatch, scratch: Path) -> Kernel:
@@ -209,27 +210,28 @@ class Kernel:
         self.kill(emptied=exited_itself and self._sandbox_emptied(deadline))
 
     def _sandbox_emptied(self, deadline: float) -> bool:
-        """After the kernel exited by itself: did its bubblewrap sandbox end
-        by itself too (by `deadline`)? Then nothing of the task is left. The
-        kernel is the first process of the sandbox's pid namespace: as it
-        exits, the namespace's init exits, and the kernel of the host kills
-        every other process of the namespace and waits until they are gone
-        before that init's exit is reported to bubblewrap, which exits only
-        then. The task's uid runs nothing outside the namespace: each of its
-        other blocks was swept as it ended. Left unreaped, so that `kill`
-        still owns the pid."""
-        if self.session.sandbox.tier != "bubblewrap":
+        """After the kernel exited by itself: empty its bubblewrap sandbox
+        and say whether it is empty (by `deadline`); then nothing of the
+        task is left. The sandbox's init outlives the kernel while anything
+        the code started lives on (it waits for every orphan of the
+        namespace), so it is killed here; as the init of a pid namespace
+        dies, the host's kernel kills every other process of the namespace
+        and waits until they are all gone, and only then reports the init's
+        own exit, which is what its pidfd waits for. The task's uid runs
+        nothing outside the namespace: each of its other blocks was swept as
+        it ended. (bubblewrap's own process exits as soon as the kernel
+        does, so its exit proves nothing.)"""
+        if self.init_pidfd is None:
             return False
         try:
-            outer = os.pidfd_open(self.proc.pid)
-        except (AttributeError, OSError):
+            signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
+        except ProcessLookupError:  # gone already: its exit was reported, the namespace is empty
+            pass
+        except OSError:
             return False
-        try:
-            poller = select.poll()
-            poller.register(outer, select.POLLIN)
-            return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
-        finally:
-            os.close(outer)
+        poller = select.poll()
+        poller.register(self.init_pidfd, select.POLLIN)
+        return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
 
     def kill(self, pipes: Pipes | None = None, *, emptied: bool = False) -> None:
         """Kill the kernel and everything of its task (keeping what `pipes`
@@ -242,9 +244,10 @@ class Kernel:
         self.ended = True
         kill_and_reap(self.proc, pipes or Pipes(), lambda: self.session.end_block(emptied=emptied))
         self.control.close()
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        for fd in (self.pidfd, self.init_pidfd):
+            if fd is not None:
+                os.close(fd)
+        self.pidfd = self.init_pidfd = None
 
     def renice(self, niceness: int) -> None:
         """Run the kernel and the sandbox around it at `niceness` (lowering
@@ -327,3 +330,11 @@ def _why(handshake: bytes, stderr: str, returncode: int | None) -> str:
     """Why a kernel did not start, in the sandbox's or its own words."""
     return handshake.partition(b"!")[2].decode(errors="replace") or stderr.strip()[-500:] \
         or f"exit status {returncode}"
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for `pid`, or None where the host has none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
