@@ -27,10 +27,9 @@ import logging
 import threading
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import datetime
 
 from agent.exec_result import RESULT_STATUSES
-from storage import FINISHED
+from storage import FINISHED, parse_ts
 
 log = logging.getLogger("aipy.metrics")
 
@@ -227,7 +226,4 @@ def _known(value: object, known) -> str:
 def _seconds_between(start: str, end: str) -> float:
     """Seconds between two stored timestamps (``...Z``), never negative:
     the web and worker hosts' clocks may differ a little."""
-    def parse(stamp: str) -> datetime:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # Python 3.10 reads no "Z"
-
-    return max((parse(end) - parse(start)).total_seconds(), 0.0)
+    return max((parse_ts(end) - parse_ts(start)).total_seconds(), 0.0)

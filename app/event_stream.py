@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterator
 
-from storage import FINISHED, StorageError, TaskNotFound, TaskStore, callback_state
+from storage import FINISHED, StorageError, TaskNotFound, TaskStore, callback_state, parse_ts
 
 from .waiting import POLL_S, TooBusy, WaitBudget
 
@@ -170,6 +169,6 @@ def _unix(timestamp: object) -> float | None:
     if not isinstance(timestamp, str):
         return None
     try:
-        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+        return parse_ts(timestamp).timestamp()
     except ValueError:
         return None

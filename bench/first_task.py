@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -30,9 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import load  # noqa: E402
 import systems  # noqa: E402
 
-
-def _seconds(timestamp: str) -> float:
-    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+from storage import parse_ts  # noqa: E402  (systems.py puts the project on the path)
 
 
 def one(client: httpx.Client, url: str) -> tuple[float, float]:
@@ -42,7 +39,7 @@ def one(client: httpx.Client, url: str) -> tuple[float, float]:
     load.wait_final(client, url, task_id)
     total = (time.perf_counter() - began) * 1000
     state = client.get(f"{url}/tasks/{task_id}/result").json()
-    return (_seconds(state["started_at"]) - _seconds(state["created_at"])) * 1000, total
+    return (parse_ts(state["started_at"]) - parse_ts(state["created_at"])).total_seconds() * 1000, total
 
 
 def measure(settle_s: float, tasks: int) -> dict:

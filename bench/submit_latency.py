@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,12 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.live_server import LiveServer, app_config  # noqa: E402
 from tests.fake_llm import FakeLLM, Reply  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
+from storage import parse_ts  # noqa: E402
 
 TARGETS_MS = {"embedded": 10, "redis": 25}
-
-
-def seconds(timestamp: str) -> float:
-    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
 
 
 def measure(server: LiveServer, tasks: int) -> list[float]:
@@ -43,7 +39,8 @@ def measure(server: LiveServer, tasks: int) -> list[float]:
         task_id = server.submit("bench")
         server.wait_for(task_id)
         start = server.store.read_events(task_id)[0]
-        gaps.append((seconds(start["timestamp"]) - seconds(server.store.get(task_id)["created_at"])) * 1000)
+        created = server.store.get(task_id)["created_at"]
+        gaps.append((parse_ts(start["timestamp"]) - parse_ts(created)).total_seconds() * 1000)
         time.sleep(0.05)  # idle between tasks, as a worker usually is
     return gaps
 

@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,13 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import load  # noqa: E402
 import systems  # noqa: E402
 
+from storage import parse_ts  # noqa: E402  (systems.py puts the project on the path)
+
 import httpx  # noqa: E402
 
 PHASES = ("submit_to_start", "first_llm_call", "block", "second_llm_call", "end", "poll_lag", "total")
-
-
-def _seconds(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def timeline(client: httpx.Client, url: str) -> dict[str, float]:
@@ -53,7 +50,7 @@ def timeline(client: httpx.Client, url: str) -> dict[str, float]:
         key = message["type"]
         if key == "llm_response" and key in at:
             key = "llm_response_2"
-        at.setdefault(key, _seconds(message["timestamp"]))
+        at.setdefault(key, parse_ts(message["timestamp"]).timestamp())
     ms = {
         "submit_to_start": at["task_start"] - started,
         "first_llm_call": at["llm_response"] - at["task_start"],

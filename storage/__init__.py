@@ -9,7 +9,7 @@ from .idempotency import IdempotencyKeys
 from .results import callback_state, shown_url
 from .store import TaskStore
 from .uploads import UploadConflict
-from .times import format_ts, utc_now_iso
+from .times import format_ts, parse_ts, system_clock, utc_now_iso
 
 __all__ = [
     "FINISHED",
@@ -28,6 +28,8 @@ __all__ = [
     "callback_state",
     "end_content",
     "format_ts",
+    "parse_ts",
     "shown_url",
+    "system_clock",
     "utc_now_iso",
 ]

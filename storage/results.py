@@ -5,10 +5,10 @@ always derived, never stored twice."""
 from __future__ import annotations
 
 import urllib.parse
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from .states import STATUS_FIELDS
-from .times import format_ts
+from .times import format_ts, parse_ts
 
 #: Where a task's callback stands (`callback_summary`): no attempt made yet,
 #: the last failed and another is due, the last succeeded, or no retry is left.
@@ -123,6 +123,6 @@ def _later(timestamp: object, seconds: object) -> str | None:
     if not isinstance(timestamp, str) or not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return None
     try:
-        return format_ts(datetime.fromisoformat(timestamp.replace("Z", "+00:00")) + timedelta(seconds=seconds))
+        return format_ts(parse_ts(timestamp) + timedelta(seconds=seconds))
     except (ValueError, OverflowError):
         return None

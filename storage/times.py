@@ -24,6 +24,12 @@ def format_ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def parse_ts(value: str) -> datetime:
+    """A stored timestamp as an aware UTC datetime; ValueError when it is not
+    one. (Python 3.10's ``fromisoformat`` reads no ``Z``.)"""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def utc_now_iso() -> str:
     """Now, formatted like every timestamp the service stores and returns."""
     return format_ts(system_clock())
@@ -43,7 +49,7 @@ def ts_key(value: str | None) -> int | None:
         if digits.isdigit():
             return int(digits)
     try:
-        return ts_key(format_ts(datetime.fromisoformat(value.replace("Z", "+00:00"))))
+        return ts_key(format_ts(parse_ts(value)))
     except (ValueError, TypeError, AttributeError):
         return 0
 
