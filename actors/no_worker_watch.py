@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
-from storage import StorageError, TaskNotFound, TaskStore
+from storage import StorageError, TaskStore, system_clock
+
+from .reconciler import pending_s
 
 log = logging.getLogger("aipy.queue")
 
 #: At most this many task ids are named in one warning line.
 SHOWN_IDS = 5
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class NoWorkerWatch:
@@ -46,7 +44,7 @@ class NoWorkerWatch:
     `clock` (default: UTC now) is there for tests."""
 
     def __init__(self, store: TaskStore, workers_seen: Callable[[], int | None], queue: str, *,
-                 warn_after_s: float = 60.0, clock: Callable[[], datetime] = _utc_now):
+                 warn_after_s: float = 60.0, clock: Callable[[], datetime] = system_clock):
         self.store = store
         self.workers_seen = workers_seen
         self.queue = queue
@@ -62,7 +60,7 @@ class NoWorkerWatch:
         pending = set(self.store.ids_with_status("pending"))
         self._warned &= pending  # forget the tasks that have left `pending`
         overdue = sorted(task_id for task_id in pending - self._warned
-                         if self._pending_s(task_id, now) >= self.warn_after_s)
+                         if pending_s(self.store, task_id, now) >= self.warn_after_s)
         if not overdue or self.workers_seen() != 0:
             return []
         self._warned.update(overdue)
@@ -72,14 +70,6 @@ class NoWorkerWatch:
                     "start a worker process (python -m actors.worker) with the same REDIS_URL",
                     self.queue, len(overdue), self.warn_after_s, named)
         return overdue
-
-    def _pending_s(self, task_id: str, now: datetime) -> float:
-        """Seconds since the task was submitted; -1 when it cannot be read."""
-        try:
-            created = datetime.fromisoformat(self.store.get(task_id)["created_at"].replace("Z", "+00:00"))
-        except (TaskNotFound, StorageError, KeyError, ValueError):
-            return -1.0
-        return (now - created).total_seconds()
 
     def start(self) -> None:
         """Run a pass every half `warn_after_s` (0.1 s to 15 s) in a thread of its own."""

@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Protocol
 
 import dramatiq
 import redis
 
-from storage import StorageError, TaskNotFound, TaskStore
+from storage import StorageError, TaskNotFound, TaskStore, parse_ts, system_clock
 
 from .queue_view import Held, queue_view
 
@@ -60,12 +60,19 @@ class QueueView(Protocol):
     def claim(self, task_id: str, ttl_s: float) -> bool: ...
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _parse_ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+def pending_s(store: TaskStore, task_id: str, now: datetime, *, since_requeue: bool = False) -> float:
+    """How long the task has been pending: since its creation, or with
+    `since_requeue` since its last re-send (reading its log, which for a
+    pending task holds only those). -1 when it is gone or unreadable."""
+    try:
+        since = parse_ts(store.get(task_id)["created_at"])
+        if since_requeue:
+            for event in store.read_events(task_id):
+                if event.get("type") == REQUEUED:
+                    since = max(since, parse_ts(event["timestamp"]))
+    except (TaskNotFound, StorageError, KeyError, ValueError):
+        return -1.0
+    return (now - since).total_seconds()
 
 
 class Reconciler:
@@ -76,7 +83,7 @@ class Reconciler:
     (default: UTC now) is there for tests."""
 
     def __init__(self, store: TaskStore, actor: dramatiq.Actor, *, requeue_after_s: float = 60.0,
-                 view: QueueView | None = None, clock: Callable[[], datetime] = _utc_now):
+                 view: QueueView | None = None, clock: Callable[[], datetime] = system_clock):
         self.store = store
         self.actor = actor
         self.requeue_after_s = requeue_after_s
@@ -108,7 +115,7 @@ class Reconciler:
     def _pass_once(self) -> list[str]:
         now = self.clock()
         candidates = [task_id for task_id in self.store.ids_with_status("pending")
-                      if self._pending_s(task_id, now, events=False) >= self.requeue_after_s]
+                      if pending_s(self.store, task_id, now) >= self.requeue_after_s]
         if not candidates:
             return []
         held = self.view.held()
@@ -125,24 +132,10 @@ class Reconciler:
             log.warning("Sent %d pending task(s) again: their messages were lost (%s)", len(sent), ", ".join(sent))
         return sent
 
-    def _pending_s(self, task_id: str, now: datetime, *, events: bool) -> float:
-        """How long the task has been pending: since its creation, or with
-        `events` since its last re-send (reading its log, which for a
-        pending task holds only those). -1 when it is gone or unreadable."""
-        try:
-            since = _parse_ts(self.store.get(task_id)["created_at"])
-            if events:
-                for event in self.store.read_events(task_id):
-                    if event.get("type") == REQUEUED:
-                        since = max(since, _parse_ts(event["timestamp"]))
-        except (TaskNotFound, StorageError, KeyError, ValueError):
-            return -1.0
-        return (now - since).total_seconds()
-
     def _requeue(self, task_id: str, now: datetime) -> bool:
         """Re-send one task with no message; True when it was sent."""
-        pending_s = self._pending_s(task_id, now, events=True)
-        if pending_s < self.requeue_after_s:
+        waited_s = pending_s(self.store, task_id, now, since_requeue=True)
+        if waited_s < self.requeue_after_s:
             return False  # re-sent lately: that message may be on its way
         if not self.view.claim(task_id, self.requeue_after_s):
             return False  # another reconciler is sending it right now
@@ -152,11 +145,11 @@ class Reconciler:
         except (TaskNotFound, StorageError):
             return False
         message = self.actor.message(task_id)
-        reason = (f"pending for {pending_s:.0f} s with no message in the queue: the broker lost it "
+        reason = (f"pending for {waited_s:.0f} s with no message in the queue: the broker lost it "
                   "(e.g. Redis restarted without its data); sent again")
         try:
             self.store.append_event(task_id, REQUEUED, {"reason": reason, "message_id": message.message_id,
-                                                        "pending_s": round(pending_s, 1)})
+                                                        "pending_s": round(waited_s, 1)})
         except (TaskNotFound, StorageError) as exc:
             log.error("Task %s lost its message but is not sent again: its log cannot be written: %s",
                       task_id, exc)
