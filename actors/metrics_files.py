@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from storage.errors import storage_error
+from storage.files import atomic_write, dumps
 from storage.journallock import JournalLock
 
 from .metrics import BY_NAME, Snapshot, Tally, add_into, difference
@@ -107,7 +108,7 @@ class MetricsFolder:
         """Write this process's file: `counts` (its whole tally) less the baseline."""
         with self._held("publish the metrics"):
             self._notice_retired()
-            _write_json(self.own, _encode(difference(counts, self.baseline)))
+            atomic_write(self.own, dumps(_encode(difference(counts, self.baseline))))
             self._published = counts
 
     def refresh(self) -> None:
@@ -138,7 +139,7 @@ class MetricsFolder:
             self._notice_retired()
             retired = _read(self.retired)
             add_into(retired, difference(counts, self.baseline))
-            _write_json(self.retired, _encode(retired))
+            atomic_write(self.retired, dumps(_encode(retired)))
             self.own.unlink(missing_ok=True)
             self.baseline, self._published = counts, None
 
@@ -163,7 +164,7 @@ class MetricsFolder:
             retired = _read(self.retired)
             for path in stale:
                 add_into(retired, _read(path))
-            _write_json(self.retired, _encode(retired))
+            atomic_write(self.retired, dumps(_encode(retired)))
             for path in stale:
                 path.unlink(missing_ok=True)
             log.info("Metrics: counts of %d stopped process(es) folded into %s", len(stale), RETIRED)
@@ -236,17 +237,6 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:  # removed meanwhile: nothing to retire
         return float("inf")
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Replace `path` atomically: readers see the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _encode(counts: Snapshot) -> dict:
