@@ -15,9 +15,10 @@ import hmac
 
 import falcon
 
+from .resources.ui import is_dashboard
+
 HEALTH = "/health"
 DOCS_PATHS = ("/openapi.json", "/docs")
-DASHBOARD = "/ui"  # app/resources/ui.py
 METRICS = "/metrics"
 
 
@@ -32,7 +33,7 @@ class BearerAuth:
             return True
         if self.public_metrics and req.path == METRICS:
             return True
-        if req.path == DASHBOARD or req.path.startswith(DASHBOARD + "/"):
+        if is_dashboard(req.path):
             return True
         return self.public_docs and any(req.path == p or req.path.startswith(p + "/") for p in DOCS_PATHS)
 

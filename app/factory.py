@@ -28,7 +28,7 @@ from .resources.files import TaskFile, TaskFiles
 from .resources.info import HealthResource, RootResource
 from .resources.metrics import MetricsResource
 from .resources.tasks import TaskCollection, TaskItem, TaskResultResource
-from .resources.ui import PAGE as DASHBOARD, add_dashboard
+from .resources.ui import add_dashboard, is_dashboard
 from .requests import RequestLimits
 from .service import SubmitRules, TaskService
 from .version import API_NAME
@@ -106,15 +106,11 @@ def check_documented(app: falcon.App, document: dict) -> None:
     neither is the dashboard (/ui and its files): it is a client of the API,
     a page for people, and the document describes what programs may call."""
     served = {_openapi_path(route.path) for route in inspect_routes(app)
-              if not route.path.startswith("/docs/") and not _is_dashboard(route.path)}
+              if not route.path.startswith("/docs/") and not is_dashboard(route.path)}
     documented = set(document["paths"])
     if served != documented:
         raise RuntimeError(f"routes and OpenAPI paths differ: served only {sorted(served - documented)}, "
                            f"documented only {sorted(documented - served)}")
-
-
-def _is_dashboard(path: str) -> bool:
-    return path == DASHBOARD or path.startswith(DASHBOARD + "/")
 
 
 def _openapi_path(template: str) -> str:

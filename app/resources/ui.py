@@ -22,6 +22,11 @@ import falcon
 
 #: The page, with the path prefix its own files are served under.
 PAGE = "/ui"
+
+
+def is_dashboard(path: str) -> bool:
+    """Is `path` the page or one of its files (`/ui`, `/ui/...`)?"""
+    return path == PAGE or path.startswith(PAGE + "/")
 INDEX = "index.html"
 
 CONTENT_TYPES = {
