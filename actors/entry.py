@@ -99,7 +99,8 @@ def _data_folder_problem(folder: Path, exc: StorageError) -> str:
 
 
 def system_from_config() -> TaskSystem:
-    """The worker's or clock's task system; SystemExit with the failure's
+    """The task system of a process configured by its environment alone
+    (worker, clock, the WSGI entry point); SystemExit with the failure's
     status (its line printed) when it cannot start."""
     try:
         return open_process()

@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 
-from .entry import StartupFailure, check_sandbox, idle_without_redis, open_process, report
+from .entry import StartupFailure, check_sandbox, idle_without_redis, report, system_from_config
 
 log = logging.getLogger("aipy.worker")
 
@@ -37,10 +37,7 @@ STOP_TIMEOUT_S = 8.0
 
 
 def main() -> int:
-    try:
-        system = open_process()
-    except StartupFailure as failure:
-        return report(failure)
+    system = system_from_config()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

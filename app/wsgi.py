@@ -9,13 +9,10 @@ the `worker` processes run them. Without it there would be no one to run the
 tasks, so the embedded workers and the cleanup schedule start here too.
 """
 
-from actors.entry import StartupFailure, open_process, report
+from actors.entry import system_from_config
 
 from .factory import create_app
 
-try:
-    system = open_process()
-except StartupFailure as failure:  # one `error:` line, as from every entry point
-    raise SystemExit(report(failure)) from None
+system = system_from_config()  # a failure is one `error:` line, as from every entry point
 system.start_in_process(run_tasks=False)
 app = create_app(system)
