@@ -135,9 +135,7 @@ class ExecSession:
             return error_result(f"could not save the code block: {exc}", started)
         notice, self.kernel_lost = (LOST_NOTICE[lim.lang] if self.kernel_lost else None), False
         out, err = OutputCapture(lim.output_cap_bytes), OutputCapture(lim.output_cap_bytes)
-        seen = self.session.seen
-        request = {"file": str(seen(script)), "path0": str(seen(self.workspace if script.parent == scratch
-                                                              else script.parent)),
+        request = {"file": str(self.session.seen(script)), "path0": self._path0(script, scratch),
                    "cwd": str(self.session.inside), "cpu_s": lim.block_cpu_s}
         if self.kernel.blocks == 0:  # a warm kernel was started with its slot as HOME
             request["home"] = str(self.session.inside)
@@ -175,6 +173,11 @@ class ExecSession:
             return
         self.kernel = warm.release()
         self.kernel.session = self.session
+
+    def _path0(self, script: Path, scratch: Path) -> str:
+        """sys.path[0] for `script`, as the code sees it: the workspace for a
+        block's own file in the scratch folder, else the named file's folder."""
+        return str(self.session.seen(self.workspace if script.parent == scratch else script.parent))
 
     def kernel_scratch(self) -> Path:
         """A new kernel's scratch folder (its TMPDIR, its program, the files
@@ -280,11 +283,10 @@ class ExecSession:
         own; raises OSError when it cannot be started."""
         lim = self.limits
         kernel = lang == "kernel"
-        seen = self.session.seen
         self.session.starting()
-        path0 = str(seen(self.workspace if script.parent == scratch else script.parent))
         argv, user = self.executor.sandbox.command(
-            mode=lang if lang in ("python", "kernel") else interpreter, script=str(seen(script)), path0=path0,
+            mode=lang if lang in ("python", "kernel") else interpreter, script=str(self.session.seen(script)),
+            path0=self._path0(script, scratch),
             limits=lim.kernel_rlimits() if kernel else lim.rlimits(), workspace=self.workspace, scratch=scratch,
             hide=list(lim.hide_paths), uid=self.session.uid, ready_fd=ready_w, tmp_bytes=lim.workspace_bytes,
             control_fd=control_fd, inside=self.session.inside)
