@@ -175,6 +175,20 @@ def get_json(url: str):
     return response.json() if response.status_code == 200 else None
 
 
+def stop_processes(*processes: subprocess.Popen) -> None:
+    """SIGTERM to each process still running; SIGKILL to any that has not
+    exited 15 s later."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Processes:
     """Service processes started by a test on one free port and one data
     folder (`tmp_path`/data) with 2 worker threads each, their output in
@@ -198,17 +212,7 @@ class Processes:
         return process
 
     def stop_all(self) -> None:
-        """SIGTERM to each process still running; SIGKILL to any that has
-        not exited 15 s later."""
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.started:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(*self.started)
 
     def submit(self, instruction: str) -> str:
         """POST /tasks once the web process answers (within 60 s); the task's id."""

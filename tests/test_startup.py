@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 import requests
 
-from .live_server import ROOT, service_env, wait_until_serving
+from .live_server import ROOT, service_env, stop_processes, wait_until_serving
 from .polling import wait_until
 from .redis_server import free_port
 
@@ -161,18 +161,6 @@ def started(tmp_path, argv: list[str], env: dict[str, str], name: str) -> tuple[
     return process, log_path.read_text
 
 
-def stop(*processes: subprocess.Popen) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def test_no_worker_says_where_tasks_run_and_warns_of_a_task_no_worker_takes(tmp_path, fake_llm, redis_server):
     from .fake_llm import Reply
 
@@ -200,7 +188,7 @@ def test_no_worker_says_where_tasks_run_and_warns_of_a_task_no_worker_takes(tmp_
                    timeout=60, what="the worker to run the task")
         assert requests.get(f"{url}/health", timeout=10).json()["workers_seen"] == 1
     finally:
-        stop(web, *([worker] if worker else []))
+        stop_processes(web, *([worker] if worker else []))
 
 
 def test_an_unreachable_redis_is_one_line_then_retried_until_it_answers(tmp_path, fake_llm):
@@ -238,7 +226,7 @@ def test_an_unreachable_redis_is_one_line_then_retried_until_it_answers(tmp_path
                    == "completed", timeout=60, what="the task to run")
         assert " | CRITICAL | " not in worker_output()
     finally:
-        stop(web, worker)
+        stop_processes(web, worker)
         if redis_server is not None:
             redis_server.stop()
 
@@ -254,7 +242,7 @@ def test_a_process_waiting_for_redis_stops_at_once_on_sigterm(tmp_path, fake_llm
         assert process.wait(10) == 0, output()  # a supervisor's budget, not a pause
         assert "stopped before Redis answered" in output()
     finally:
-        stop(process)
+        stop_processes(process)
 
 
 @pytest.mark.parametrize("entry", ["worker", "clock"])
@@ -273,4 +261,4 @@ def test_without_redis_a_worker_or_clock_says_it_has_nothing_to_do_and_idles_unt
         said = [line for line in output().splitlines() if " | " in line]
         assert len(said) == 1 and "WARNING" in said[0] and f"this {entry} process" in said[0], said
     finally:
-        stop(process)
+        stop_processes(process)
